@@ -1,0 +1,63 @@
+/* cli: argument parsing, output and exit codes. The only module that prints or exits. */
+#ifndef CIMG_CLI_H
+#define CIMG_CLI_H
+
+#include <getopt.h>
+
+#include "store/store.h"
+
+/* Docker's exit codes: 1 when a command fails, 125 when cimg cannot even start it (bad flags,
+   unknown command) — and, for run, when the error is cimg's own. */
+#define EXIT_FAIL 1
+#define EXIT_USAGE 125
+
+struct cli
+{
+  const char *root;
+  const char *prog; /* "cimg images", for messages */
+};
+
+struct cli_command
+{
+  const char *name;
+  int (*fn) (struct cli *c, int argc, char **argv);
+  const char *usage; /* first line: "cimg images [OPTIONS] [REPOSITORY[:TAG]]" */
+  const char *help;  /* the options, one per line */
+};
+
+int cimg_cli_main (int argc, char **argv);
+
+/* Print "cimg: <msg>" for err and return EXIT_FAIL. */
+int cli_fail (cimg_error_t *err);
+/* Print a usage error for the command and return EXIT_USAGE. */
+int cli_usage_error (struct cli *c, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+/* Parse options with getopt_long; handles --help. Returns the getopt result (-1 at the end, '?'
+   on error: the caller returns EXIT_USAGE), or 'h' when help was printed. */
+int cli_getopt (struct cli *c, int argc, char **argv, const char *shortopts,
+                const struct option *longopts);
+void cli_print_help (struct cli *c);
+/* Open the store named by --root / $CIMG_ROOT / /var/lib/cimg; prints the error itself. */
+struct cimg_store *cli_open_store (struct cli *c);
+
+/* A table printed as Docker's tabwriter (minwidth 10, padding 3) prints it. */
+struct table;
+struct table *table_new (size_t ncols);
+void table_add (struct table *t, ...); /* ncols strings */
+void table_print (struct table *t, FILE *out);
+void table_free (struct table *t);
+
+/* Commands. */
+int cmd_images (struct cli *c, int argc, char **argv);
+int cmd_tag (struct cli *c, int argc, char **argv);
+int cmd_rmi (struct cli *c, int argc, char **argv);
+int cmd_image_prune (struct cli *c, int argc, char **argv);
+int cmd_inspect (struct cli *c, int argc, char **argv);
+int cmd_history (struct cli *c, int argc, char **argv);
+int cmd_system_df (struct cli *c, int argc, char **argv);
+int cmd_system_check (struct cli *c, int argc, char **argv);
+int cmd_system_prune (struct cli *c, int argc, char **argv);
+int cmd_import (struct cli *c, int argc, char **argv);
+int cmd_save (struct cli *c, int argc, char **argv);
+int cmd_load (struct cli *c, int argc, char **argv);
+
+#endif

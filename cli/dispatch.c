@@ -1,0 +1,284 @@
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static const struct cli_command *current;
+
+int
+cli_fail (cimg_error_t *err)
+{
+  fprintf (stderr, "cimg: %s\n", err->msg ? err->msg : "unknown error");
+  cimg_error_clear (err);
+  return EXIT_FAIL;
+}
+
+int
+cli_usage_error (struct cli *c, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf (stderr, "cimg: ");
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nSee '%s --help'.\n", c->prog);
+  return EXIT_USAGE;
+}
+
+void
+cli_print_help (struct cli *c)
+{
+  if (current == NULL)
+    return;
+  printf ("\nUsage:  %s\n", current->usage);
+  if (current->help && *current->help)
+    printf ("\n%s", current->help);
+  (void)c;
+}
+
+int
+cli_getopt (struct cli *c, int argc, char **argv, const char *shortopts,
+            const struct option *longopts)
+{
+  /* Every command takes --help; it is appended here so no command has to list it. */
+  size_t n = 0;
+  while (longopts && longopts[n].name)
+    n++;
+  struct option all[n + 2];
+  if (n)
+    memcpy (all, longopts, n * sizeof *all);
+  all[n] = (struct option){ "help", no_argument, NULL, 0x100 };
+  all[n + 1] = (struct option){ 0 };
+  cleanup_free char *so = xasprintf (":%s", shortopts);
+  int r = getopt_long (argc, argv, so, all, NULL);
+  if (r == 0x100)
+    {
+      cli_print_help (c);
+      return 'h';
+    }
+  if (r == '?')
+    {
+      if (optopt)
+        cli_usage_error (c, "unknown shorthand flag: '%c' in -%c", optopt, optopt);
+      else
+        cli_usage_error (c, "unknown flag: %s", argv[optind - 1]);
+    }
+  if (r == ':')
+    {
+      cli_usage_error (c, "flag needs an argument: %s", argv[optind - 1]);
+      return '?';
+    }
+  return r;
+}
+
+struct cimg_store *
+cli_open_store (struct cli *c)
+{
+  cimg_error_t err = { 0 };
+  struct cimg_store *s = cimg_store_open (c->root, &err);
+  if (s == NULL)
+    cli_fail (&err);
+  return s;
+}
+
+static int
+cmd_version (struct cli *c, int argc, char **argv)
+{
+  int o;
+  while ((o = cli_getopt (c, argc, argv, "", NULL)) != -1)
+    return o == 'h' ? 0 : EXIT_USAGE;
+  printf ("cimg version %s\n", CIMG_VERSION);
+  return 0;
+}
+
+static const struct cli_command image_commands[] = {
+  { "ls", cmd_images, "cimg image ls [OPTIONS] [REPOSITORY[:TAG]]", NULL },
+  { "rm", cmd_rmi, "cimg image rm [OPTIONS] IMAGE [IMAGE...]", NULL },
+  { "prune", cmd_image_prune, "cimg image prune [OPTIONS]",
+    "Remove unused images\n\nOptions:\n  -a, --all     Remove all unused images, not just "
+    "dangling ones\n  -f, --force   Do not prompt for confirmation\n" },
+  { "inspect", cmd_inspect, "cimg image inspect IMAGE [IMAGE...]", NULL },
+  { "history", cmd_history, "cimg image history [OPTIONS] IMAGE", NULL },
+  { "tag", cmd_tag, "cimg image tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", NULL },
+  { "import", cmd_import, "cimg image import [OPTIONS] file|- [REPOSITORY[:TAG]]", NULL },
+  { "save", cmd_save, "cimg image save [OPTIONS] IMAGE [IMAGE...]", NULL },
+  { "load", cmd_load, "cimg image load [OPTIONS]", NULL },
+  { NULL, NULL, NULL, NULL },
+};
+
+static const struct cli_command system_commands[] = {
+  { "df", cmd_system_df, "cimg system df", "Show the disk usage of images and containers\n" },
+  { "check", cmd_system_check, "cimg system check [OPTIONS]",
+    "Verify the store: blobs against their digests, layers and images against their records,\n"
+    "tags against their images; list debris left by interrupted commands.\n"
+    "Exits 1 when it finds a problem other than debris.\n\nOptions:\n"
+    "      --repair   Remove debris, and what is broken (a broken image is removed with its "
+    "tags)\n" },
+  { "prune", cmd_system_prune, "cimg system prune [OPTIONS]",
+    "Remove dangling images and everything no image uses\n\nOptions:\n  -a, --all     Remove "
+    "all unused images, not just dangling ones\n  -f, --force   Do not prompt for "
+    "confirmation\n" },
+  { NULL, NULL, NULL, NULL },
+};
+
+static const struct cli_command top_commands[] = {
+  { "images", cmd_images, "cimg images [OPTIONS] [REPOSITORY[:TAG]]",
+    "List images\n\nOptions:\n  -a, --all             Show all images (untagged ones too)\n"
+    "      --digests         Show digests\n      --format string   \"json\": one JSON object "
+    "per image\n      --no-trunc        Don't truncate output\n  -q, --quiet           Only "
+    "show image IDs\n" },
+  { "tag", cmd_tag, "cimg tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+    "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE\n" },
+  { "rmi", cmd_rmi, "cimg rmi [OPTIONS] IMAGE [IMAGE...]",
+    "Remove one or more images\n\nOptions:\n  -f, --force   Remove the image even if it has "
+    "several tags; untag an image in use\n" },
+  { "inspect", cmd_inspect, "cimg inspect IMAGE [IMAGE...]",
+    "Return low-level information on images, as JSON\n" },
+  { "history", cmd_history, "cimg history [OPTIONS] IMAGE",
+    "Show the history of an image\n\nOptions:\n      --no-trunc   Don't truncate output\n"
+    "  -q, --quiet      Only show image IDs\n" },
+  { "import", cmd_import, "cimg import [OPTIONS] file|- [REPOSITORY[:TAG]]",
+    "Import the contents from a tarball (plain, gzip or zstd) to create a filesystem image\n\n"
+    "Options:\n  -c, --change list      Apply Dockerfile instruction to the created image\n"
+    "  -m, --message string   Set commit message for imported image\n" },
+  { "save", cmd_save, "cimg save [OPTIONS] IMAGE [IMAGE...]",
+    "Save one or more images to a tar archive (docker-archive and OCI layout in one)\n\n"
+    "Options:\n  -o, --output string   Write to a file, instead of STDOUT\n" },
+  { "load", cmd_load, "cimg load [OPTIONS]",
+    "Load an image from a tar archive (docker-archive or OCI layout, plain or compressed)\n\n"
+    "Options:\n  -i, --input string   Read from tar archive file, instead of STDIN\n"
+    "  -q, --quiet          Suppress the load output\n" },
+  { "version", cmd_version, "cimg version", "Show the cimg version\n" },
+  { NULL, NULL, NULL, NULL },
+};
+
+static const struct cli_command *
+find (const struct cli_command *table, const char *name)
+{
+  for (size_t i = 0; table[i].name; i++)
+    if (strcmp (table[i].name, name) == 0)
+      return &table[i];
+  return NULL;
+}
+
+static void
+main_usage (FILE *out)
+{
+  fprintf (out, "\nUsage:  cimg [OPTIONS] COMMAND\n\nA daemonless container image tool\n\n"
+                "Options:\n      --root string   Store directory (default $CIMG_ROOT or "
+                "/var/lib/cimg)\n  -v, --version       Print version information and quit\n\n"
+                "Management Commands:\n  image       Manage images\n  system      Manage "
+                "the store\n\nCommands:\n");
+  for (size_t i = 0; top_commands[i].name; i++)
+    {
+      const char *h = top_commands[i].help;
+      const char *nl = strchr (h, '\n');
+      fprintf (out, "  %-10s  %.*s\n", top_commands[i].name, (int)(nl ? nl - h : 0), h);
+    }
+  fprintf (out, "\nRun 'cimg COMMAND --help' for more information on a command.\n");
+}
+
+static void
+group_usage (const char *group, const struct cli_command *table, FILE *out)
+{
+  fprintf (out, "\nUsage:  cimg %s COMMAND\n\nCommands:\n", group);
+  for (size_t i = 0; table[i].name; i++)
+    fprintf (out, "  %s\n", table[i].usage);
+}
+
+static int
+run (struct cli *c, const struct cli_command *cmd, int argc, char **argv)
+{
+  current = cmd;
+  /* Help text of an alias (image ls) is that of its main command (images). */
+  if (cmd->help == NULL)
+    for (size_t i = 0; top_commands[i].name; i++)
+      if (top_commands[i].fn == cmd->fn)
+        {
+          static struct cli_command alias;
+          alias = top_commands[i];
+          alias.usage = cmd->usage;
+          current = &alias;
+        }
+  /* "cimg image ls [OPTIONS] …" -> "cimg image ls", for "See 'cimg image ls --help'". */
+  const char *end = cmd->usage + strlen (cmd->usage);
+  for (const char *q = cmd->usage; *q; q++)
+    if (q[0] == ' ' && (q[1] == '[' || (q[1] >= 'A' && q[1] <= 'Z')))
+      {
+        end = q;
+        break;
+      }
+  cleanup_free char *prog = xstrndup (cmd->usage, (size_t)(end - cmd->usage));
+  c->prog = prog;
+  optind = 1;
+  opterr = 0;
+  return cmd->fn (c, argc, argv);
+}
+
+int
+cimg_cli_main (int argc, char **argv)
+{
+  struct cli c = { 0 };
+  c.root = getenv ("CIMG_ROOT");
+  if (c.root == NULL || *c.root == '\0')
+    c.root = "/var/lib/cimg";
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++)
+    {
+      const char *a = argv[i];
+      if (strcmp (a, "--root") == 0 && i + 1 < argc)
+        c.root = argv[++i];
+      else if (cimg_str_has_prefix (a, "--root="))
+        c.root = a + 7;
+      else if (strcmp (a, "--help") == 0 || strcmp (a, "-h") == 0)
+        {
+          main_usage (stdout);
+          return 0;
+        }
+      else if (strcmp (a, "--version") == 0 || strcmp (a, "-v") == 0)
+        {
+          printf ("cimg version %s\n", CIMG_VERSION);
+          return 0;
+        }
+      else
+        {
+          fprintf (stderr, "cimg: unknown flag: %s\nSee 'cimg --help'.\n", a);
+          return EXIT_USAGE;
+        }
+    }
+  if (i >= argc)
+    {
+      main_usage (stderr);
+      return EXIT_USAGE;
+    }
+  const char *name = argv[i];
+  const struct cli_command *group = NULL;
+  const char *gname = NULL;
+  if (strcmp (name, "image") == 0)
+    group = image_commands, gname = "image";
+  else if (strcmp (name, "system") == 0)
+    group = system_commands, gname = "system";
+  if (group)
+    {
+      if (i + 1 >= argc || strcmp (argv[i + 1], "--help") == 0)
+        {
+          group_usage (gname, group, i + 1 >= argc ? stderr : stdout);
+          return i + 1 >= argc ? EXIT_USAGE : 0;
+        }
+      const struct cli_command *cmd = find (group, argv[i + 1]);
+      if (cmd == NULL)
+        {
+          fprintf (stderr, "cimg: '%s %s' is not a cimg command.\nSee 'cimg %s --help'.\n", gname,
+                   argv[i + 1], gname);
+          return EXIT_USAGE;
+        }
+      return run (&c, cmd, argc - i - 1, argv + i + 1);
+    }
+  const struct cli_command *cmd = find (top_commands, name);
+  if (cmd == NULL)
+    {
+      fprintf (stderr, "cimg: '%s' is not a cimg command.\nSee 'cimg --help'.\n", name);
+      return EXIT_USAGE;
+    }
+  return run (&c, cmd, argc - i, argv + i);
+}

@@ -1,0 +1,489 @@
+#include "store/store-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* What the images in the index keep alive. Sorted vectors would be faster for huge stores;
+   gc and check are rare, so plain lists keep this simple. */
+struct live
+{
+  char **chains; /* chain IDs */
+  char **blobs;  /* digests */
+};
+
+static void
+live_free (struct live *l)
+{
+  cimg_strv_free (l->chains);
+  cimg_strv_free (l->blobs);
+}
+
+static void
+add_unique (char ***v, const char *s)
+{
+  if (s && *s && !cimg_strv_contains (*v, s))
+    cimg_strv_append (v, s);
+}
+
+/* Adds what image id references. Returns -1 with err describing the first missing or broken
+   part (the image is then broken: its references are still counted as live). */
+static int
+collect_image (struct cimg_store *s, const char *id, struct live *l, bool verify, cimg_error_t *err)
+{
+  add_unique (&l->blobs, id);
+  cleanup_free char *path = xasprintf ("images/%s/image.json", cimg_digest_hex (id));
+  cleanup_json json_t *rec = cimg_json_load_at (s->dirfd, path, 16 << 20, err);
+  if (rec == NULL)
+    return cimg_error_wrap (err, "image %s: record", id);
+  add_unique (&l->blobs, cimg_json_str (rec, "manifest_digest"));
+  int rc = 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach (json_object_get (rec, "layers"), i, v)
+  {
+    const char *c = cimg_json_str (v, "chain_id");
+    add_unique (&l->chains, c);
+    add_unique (&l->blobs, cimg_json_str (v, "digest"));
+    if (verify && rc == 0 && !cimg_store_has_layer (s, c))
+      rc = cimg_error_set (err, ENOENT, "image %s: layer %zu (%s) is missing", id, i + 1,
+                           c ? c : "?");
+  }
+  if (verify && rc == 0)
+    {
+      cleanup_free char *buf = NULL;
+      size_t len;
+      if (cimg_store_read_blob (s, id, CIMG_MAX_METADATA, &buf, &len, err) < 0)
+        return cimg_error_wrap (err, "image %s: config", id);
+    }
+  return rc;
+}
+
+static bool
+is_debris_name (const char *name)
+{
+  return strstr (name, ".tmp-") != NULL || cimg_str_has_prefix (name, "tmp-");
+}
+
+struct problems
+{
+  struct cimg_check_problem *v;
+  size_t n;
+};
+
+static void problem (struct problems *p, bool debris, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+problem (struct problems *p, bool debris, const char *fmt, ...)
+{
+  if (p == NULL)
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  char *what = NULL;
+  if (vasprintf (&what, fmt, ap) < 0)
+    abort ();
+  va_end (ap);
+  p->v = xrealloc (p->v, (p->n + 1) * sizeof *p->v);
+  p->v[p->n].what = what;
+  p->v[p->n].debris = debris;
+  p->n++;
+}
+
+static DIR *
+open_dir (struct cimg_store *s, const char *name)
+{
+  int fd = openat (s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  DIR *d = fdopendir (fd);
+  if (d == NULL)
+    close (fd);
+  return d;
+}
+
+/* Remove (when fix) dir/name and count it. */
+static int
+drop (struct cimg_store *s, const char *dir, const char *name, bool fix, struct cimg_gc_report *r,
+      cimg_error_t *err)
+{
+  if (!fix)
+    return 0;
+  cleanup_free char *p = xasprintf ("%s/%s", dir, name);
+  int64_t bytes = cimg_disk_usage_at (s->dirfd, p);
+  if (cimg_rm_rf_at (s->dirfd, p, err) < 0)
+    return -1;
+  if (r)
+    r->bytes += bytes;
+  return 0;
+}
+
+/* The sweep shared by gc and check: everything the live set does not reach is removed (fix)
+   and reported as debris (problems). */
+static int
+sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct problems *pr,
+       struct cimg_gc_report *r, cimg_error_t *err)
+{
+  struct dirent *e;
+  {
+    cleanup_dir DIR *d = open_dir (s, "ingest");
+    while (d && (e = readdir (d)))
+      {
+        if (e->d_name[0] == '.')
+          continue;
+        problem (pr, true, "ingest/%s: partial download or write", e->d_name);
+        if (r)
+          r->debris++;
+        if (drop (s, "ingest", e->d_name, fix, r, err) < 0)
+          return -1;
+      }
+  }
+  {
+    cleanup_dir DIR *d = open_dir (s, "layers");
+    while (d && (e = readdir (d)))
+      {
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+          continue;
+        char chain[CIMG_DIGEST_BUFSIZE];
+        snprintf (chain, sizeof chain, "sha256:%.64s", e->d_name);
+        if (cimg_hex64_valid (e->d_name) && cimg_strv_contains (l->chains, chain))
+          continue;
+        bool tmp = !cimg_hex64_valid (e->d_name);
+        problem (pr, true, "layers/%s: %s", e->d_name,
+                 tmp ? "unfinished layer" : "layer no image uses");
+        if (r)
+          {
+            if (tmp)
+              r->debris++;
+            else
+              r->layers++;
+          }
+        if (drop (s, "layers", e->d_name, fix, r, err) < 0)
+          return -1;
+      }
+  }
+  {
+    cleanup_dir DIR *d = open_dir (s, "l");
+    while (d && (e = readdir (d)))
+      {
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+          continue;
+        cleanup_free char *p = xasprintf ("l/%s/.", e->d_name);
+        struct stat st;
+        if (fstatat (s->dirfd, p, &st, 0) == 0 && S_ISDIR (st.st_mode))
+          continue;
+        problem (pr, true, "l/%s: link to a missing layer", e->d_name);
+        if (r)
+          r->debris++;
+        if (drop (s, "l", e->d_name, fix, r, err) < 0)
+          return -1;
+      }
+  }
+  {
+    cleanup_dir DIR *d = open_dir (s, "blobs/sha256");
+    while (d && (e = readdir (d)))
+      {
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+          continue;
+        char dg[CIMG_DIGEST_BUFSIZE];
+        snprintf (dg, sizeof dg, "sha256:%.64s", e->d_name);
+        if (cimg_hex64_valid (e->d_name) && cimg_strv_contains (l->blobs, dg))
+          continue;
+        problem (pr, true, "blobs/sha256/%s: blob no image uses", e->d_name);
+        if (r)
+          r->blobs++;
+        if (drop (s, "blobs/sha256", e->d_name, fix, r, err) < 0)
+          return -1;
+      }
+  }
+  {
+    cleanup_dir DIR *d = open_dir (s, "images");
+    json_t *images = json_object_get (idx, "images");
+    while (d && (e = readdir (d)))
+      {
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+          continue;
+        char id[CIMG_DIGEST_BUFSIZE];
+        snprintf (id, sizeof id, "sha256:%.64s", e->d_name);
+        if (cimg_hex64_valid (e->d_name) && json_object_get (images, id))
+          continue;
+        problem (pr, true, "images/%s: image record not in the index", e->d_name);
+        if (r)
+          r->debris++;
+        if (drop (s, "images", e->d_name, fix, r, err) < 0)
+          return -1;
+      }
+  }
+  {
+    cleanup_dir DIR *d = open_dir (s, ".");
+    while (d && (e = readdir (d)))
+      if (is_debris_name (e->d_name))
+        {
+          problem (pr, true, "%s: unfinished write", e->d_name);
+          if (r)
+            r->debris++;
+          if (drop (s, ".", e->d_name, fix, r, err) < 0)
+            return -1;
+        }
+  }
+  return 0;
+}
+
+int
+cimg_store_gc (struct cimg_store *s, struct cimg_gc_report *r, cimg_error_t *err)
+{
+  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, err) < 0)
+    return -1;
+  memset (r, 0, sizeof *r);
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  struct live l = { 0 };
+  const char *k;
+  json_t *v;
+  json_object_foreach (json_object_get (idx, "images"), k, v)
+  {
+    cimg_error_t ierr = { 0 };
+    /* A broken image still keeps what it references: gc never turns one problem into more. */
+    collect_image (s, k, &l, false, &ierr);
+    cimg_error_clear (&ierr);
+  }
+  int rc = sweep (s, idx, &l, true, NULL, r, err);
+  live_free (&l);
+  return rc;
+}
+
+struct drop_data
+{
+  char **ids;
+  char **tags;
+};
+
+static int
+index_drop (json_t *idx, void *data, cimg_error_t *err)
+{
+  struct drop_data *d = data;
+  (void)err;
+  for (size_t i = 0; d->ids && d->ids[i]; i++)
+    json_object_del (json_object_get (idx, "images"), d->ids[i]);
+  for (size_t i = 0; d->tags && d->tags[i]; i++)
+    json_object_del (json_object_get (idx, "tags"), d->tags[i]);
+  return 0;
+}
+
+int
+cimg_store_check (struct cimg_store *s, bool repair, struct cimg_check_problem **out, size_t *n,
+                  cimg_error_t *err)
+{
+  /* Exclusive even without --repair: a writer's partial files would otherwise be reported
+     as debris while it is still writing them. */
+  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, err) < 0)
+    return -1;
+  struct problems pr = { 0 };
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  int rc = 0;
+  struct dirent *e;
+
+  /* 1. Blobs whose bytes no longer match their name. */
+  {
+    cleanup_dir DIR *d = open_dir (s, "blobs/sha256");
+    while (d && (e = readdir (d)))
+      {
+        if (!cimg_hex64_valid (e->d_name))
+          continue;
+        char want[CIMG_DIGEST_BUFSIZE], got[CIMG_DIGEST_BUFSIZE];
+        snprintf (want, sizeof want, "sha256:%.64s", e->d_name);
+        cleanup_close int fd = cimg_store_open_blob (s, want, err);
+        if (fd < 0)
+          {
+            rc = -1;
+            goto out;
+          }
+        cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
+        char buf[65536];
+        ssize_t r;
+        while ((r = read (fd, buf, sizeof buf)) > 0)
+          cimg_sha256_update (h, buf, (size_t)r);
+        if (r < 0)
+          {
+            rc = cimg_error_sys (err, "read blob %s", want);
+            goto out;
+          }
+        cimg_sha256_final (h, got);
+        if (strcmp (got, want) == 0)
+          continue;
+        problem (&pr, false, "blob %s: content does not match its digest (got %s)", want, got);
+        if (repair && drop (s, "blobs/sha256", e->d_name, true, NULL, err) < 0)
+          {
+            rc = -1;
+            goto out;
+          }
+      }
+  }
+
+  /* 2. Layers whose record is missing or does not match their name. */
+  {
+    cleanup_dir DIR *d = open_dir (s, "layers");
+    while (d && (e = readdir (d)))
+      {
+        if (!cimg_hex64_valid (e->d_name))
+          continue;
+        char chain[CIMG_DIGEST_BUFSIZE];
+        snprintf (chain, sizeof chain, "sha256:%.64s", e->d_name);
+        struct cimg_layer_info li;
+        cimg_error_t lerr = { 0 };
+        bool bad = cimg_store_layer_info (s, chain, &li, &lerr) < 0;
+        if (!bad)
+          {
+            struct stat st;
+            cleanup_free char *diff = cimg_store_layer_diff_path (chain);
+            bad = fstatat (s->dirfd, diff, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode);
+            if (bad)
+              cimg_error_set (&lerr, ENOENT, "layer %s: diff directory missing", chain);
+          }
+        if (bad)
+          {
+            problem (&pr, false, "%s", lerr.msg);
+            if (repair && drop (s, "layers", e->d_name, true, NULL, err) < 0)
+              rc = -1;
+          }
+        cimg_error_clear (&lerr);
+        if (rc < 0)
+          goto out;
+      }
+  }
+
+  /* 3. Images: every part present and sound; tags point at images that exist. */
+  {
+    struct drop_data dd = { 0 };
+    json_t *images = json_object_get (idx, "images");
+    const char *k;
+    json_t *v;
+    json_object_foreach (images, k, v)
+    {
+      struct live tmp = { 0 };
+      cimg_error_t ierr = { 0 };
+      if (!cimg_digest_valid (k) || collect_image (s, k, &tmp, true, &ierr) < 0)
+        {
+          problem (&pr, false, "%s", ierr.msg ? ierr.msg : "invalid image ID in the index");
+          cimg_strv_append (&dd.ids, k);
+        }
+      cimg_error_clear (&ierr);
+      live_free (&tmp);
+    }
+    json_object_foreach (json_object_get (idx, "tags"), k, v)
+    {
+      const char *id = json_string_value (v);
+      if (id && json_object_get (images, id) && !cimg_strv_contains (dd.ids, id))
+        continue;
+      problem (&pr, false, "tag %s: points at a missing or broken image", k);
+      cimg_strv_append (&dd.tags, k);
+    }
+    if (repair && (dd.ids || dd.tags))
+      rc = cimg_index_update (s, index_drop, &dd, err);
+    cimg_strv_free (dd.ids);
+    cimg_strv_free (dd.tags);
+    if (rc < 0)
+      goto out;
+  }
+
+  /* 4. Debris: what no (remaining) image reaches. */
+  {
+    json_decref (idx);
+    idx = cimg_index_load (s, err);
+    if (idx == NULL)
+      {
+        rc = -1;
+        goto out;
+      }
+    struct live l = { 0 };
+    const char *k;
+    json_t *v;
+    json_object_foreach (json_object_get (idx, "images"), k, v)
+    {
+      cimg_error_t ierr = { 0 };
+      collect_image (s, k, &l, false, &ierr);
+      cimg_error_clear (&ierr);
+    }
+    rc = sweep (s, idx, &l, repair, &pr, NULL, err);
+    live_free (&l);
+  }
+out:
+  if (rc < 0)
+    {
+      cimg_check_problems_free (pr.v, pr.n);
+      return -1;
+    }
+  *out = pr.v;
+  *n = pr.n;
+  return 0;
+}
+
+void
+cimg_check_problems_free (struct cimg_check_problem *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    free (v[i].what);
+  free (v);
+}
+
+int
+cimg_store_df (struct cimg_store *s, struct cimg_df *df, cimg_error_t *err)
+{
+  memset (df, 0, sizeof *df);
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  cleanup_strv char **in_use = cimg_store_images_in_use (s);
+  cleanup_strv char **all_chains = NULL, **active_chains = NULL;
+  const char *k;
+  json_t *v;
+  json_object_foreach (json_object_get (idx, "images"), k, v)
+  {
+    df->images++;
+    bool active = cimg_strv_contains (in_use, k);
+    if (active)
+      df->images_active++;
+    struct live l = { 0 };
+    cimg_error_t ierr = { 0 };
+    collect_image (s, k, &l, false, &ierr);
+    cimg_error_clear (&ierr);
+    for (size_t i = 0; l.chains && l.chains[i]; i++)
+      {
+        add_unique (&all_chains, l.chains[i]);
+        if (active)
+          add_unique (&active_chains, l.chains[i]);
+      }
+    live_free (&l);
+  }
+  /* Shared layers count once, as in docker system df. */
+  for (size_t i = 0; all_chains && all_chains[i]; i++)
+    {
+      struct cimg_layer_info li;
+      cimg_error_t lerr = { 0 };
+      if (cimg_store_layer_info (s, all_chains[i], &li, &lerr) == 0)
+        {
+          df->images_size += li.size;
+          if (!cimg_strv_contains (active_chains, all_chains[i]))
+            df->images_reclaimable += li.size;
+        }
+      cimg_error_clear (&lerr);
+    }
+  cleanup_dir DIR *d = open_dir (s, "containers");
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    {
+      if (!cimg_hex64_valid (e->d_name))
+        continue;
+      df->containers++;
+      cleanup_free char *up = xasprintf ("containers/%s/upper", e->d_name);
+      int64_t sz = cimg_disk_usage_at (s->dirfd, up);
+      df->containers_size += sz;
+      df->containers_reclaimable += sz;
+    }
+  return 0;
+}

@@ -1,0 +1,647 @@
+#include "store/store-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---------------------------------------------------------------- records */
+
+void
+cimg_image_free (struct cimg_image *img)
+{
+  if (img == NULL)
+    return;
+  json_decref (img->config);
+  json_decref (img->manifest);
+  free (img->layers);
+  cimg_strv_free (img->repo_tags);
+  cimg_strv_free (img->repo_digests);
+  free (img);
+}
+
+void
+cimg_image_freep (struct cimg_image **img)
+{
+  cimg_image_free (*img);
+  *img = NULL;
+}
+
+static char *
+record_path (const char *id)
+{
+  return xasprintf ("images/%s/image.json", cimg_digest_hex (id));
+}
+
+static const char *
+docker_layer_type (const char *mt)
+{
+  if (strcmp (mt, MT_OCI_LAYER_GZIP) == 0 || strcmp (mt, MT_DOCKER_LAYER_GZIP) == 0)
+    return MT_DOCKER_LAYER_GZIP;
+  if (strcmp (mt, MT_OCI_LAYER_TAR) == 0 || strcmp (mt, MT_DOCKER_LAYER_TAR) == 0)
+    return MT_DOCKER_LAYER_TAR;
+  return mt; /* zstd has no Docker media type: keep the OCI one */
+}
+
+static int64_t
+config_created (json_t *config)
+{
+  int64_t t = 0;
+  const char *c = cimg_json_str (config, "created");
+  if (c == NULL || cimg_time_parse_rfc3339 (c, &t) < 0)
+    return 0;
+  return t;
+}
+
+static json_t *
+generate_manifest (const char *config_digest, size_t config_len,
+                   const struct cimg_image_layer *layers, size_t n)
+{
+  json_t *ls = json_array ();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new (
+        ls, json_pack ("{s:s, s:I, s:s}", "mediaType", docker_layer_type (layers[i].media_type),
+                       "size", (json_int_t)layers[i].blob_size, "digest", layers[i].digest));
+  return json_pack ("{s:i, s:s, s:{s:s, s:I, s:s}, s:o}", "schemaVersion", 2, "mediaType",
+                    MT_DOCKER_MANIFEST, "config", "mediaType", MT_DOCKER_CONFIG, "size",
+                    (json_int_t)config_len, "digest", config_digest, "layers", ls);
+}
+
+struct add_data
+{
+  const char *id;
+  json_t *summary;
+  const char *repo_digest;
+};
+
+static int
+index_add (json_t *idx, void *data, cimg_error_t *err)
+{
+  struct add_data *d = data;
+  json_t *images = json_object_get (idx, "images");
+  json_t *old = json_object_get (images, d->id);
+  json_t *digests = old ? json_object_get (old, "digests") : NULL;
+  digests = json_is_array (digests) ? json_incref (digests) : json_array ();
+  if (d->repo_digest)
+    {
+      bool have = false;
+      size_t i;
+      json_t *v;
+      json_array_foreach (digests, i, v) have
+          |= strcmp (json_string_value (v), d->repo_digest) == 0;
+      if (!have)
+        json_array_append_new (digests, json_string (d->repo_digest));
+    }
+  json_object_set_new (d->summary, "digests", digests);
+  json_object_set (images, d->id, d->summary);
+  (void)err;
+  return 0;
+}
+
+int
+cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t config_len,
+                      const char *manifest_bytes, size_t manifest_len,
+                      const struct cimg_image_layer *layers, size_t n_layers,
+                      const char *repo_digest, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  if (config_len > CIMG_MAX_METADATA)
+    return cimg_error_set (err, EFBIG, "image config is over the limit of %d bytes",
+                           CIMG_MAX_METADATA);
+  cleanup_json json_t *config = cimg_json_parse (config_bytes, config_len, err);
+  if (config == NULL)
+    return cimg_error_wrap (err, "image config");
+  json_t *diff_ids = json_object_get (json_object_get (config, "rootfs"), "diff_ids");
+  /* A config without layers may say so with null or nothing (a scratch image). */
+  if (!(n_layers == 0 && (diff_ids == NULL || json_is_null (diff_ids)))
+      && (!json_is_array (diff_ids) || json_array_size (diff_ids) != n_layers))
+    return cimg_error_set (err, EINVAL,
+                           "image config: rootfs.diff_ids lists %zu layers, the image has %zu",
+                           json_is_array (diff_ids) ? json_array_size (diff_ids) : 0, n_layers);
+  char chain[CIMG_DIGEST_BUFSIZE] = "";
+  int64_t size = 0;
+  json_t *jl = json_array ();
+  cleanup_json json_t *jlayers = jl;
+  for (size_t i = 0; i < n_layers; i++)
+    {
+      const char *want = json_string_value (json_array_get (diff_ids, i));
+      if (want == NULL || strcmp (want, layers[i].diff_id) != 0)
+        return cimg_error_set (err, EINVAL, "layer %zu: diff_id %s is not the config's %s", i + 1,
+                               layers[i].diff_id, want ? want : "(none)");
+      char next[CIMG_DIGEST_BUFSIZE];
+      cimg_chain_id (chain, layers[i].diff_id, next);
+      if (strcmp (next, layers[i].chain_id) != 0 || !cimg_store_has_layer (s, next))
+        return cimg_error_set (err, ENOENT, "layer %zu (%s) is not in the store", i + 1, next);
+      memcpy (chain, next, sizeof chain);
+      size += layers[i].size;
+      json_array_append_new (
+          jl, json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I}", "chain_id", layers[i].chain_id,
+                         "diff_id", layers[i].diff_id, "digest", layers[i].digest, "media_type",
+                         layers[i].media_type, "blob_size", (json_int_t)layers[i].blob_size, "size",
+                         (json_int_t)layers[i].size));
+    }
+  char id[CIMG_DIGEST_BUFSIZE], mdigest[CIMG_DIGEST_BUFSIZE];
+  if (cimg_store_put_blob (s, config_bytes, config_len, NULL, id, err) < 0)
+    return cimg_error_wrap (err, "image config");
+  if (manifest_bytes)
+    {
+      if (manifest_len > CIMG_MAX_METADATA)
+        return cimg_error_set (err, EFBIG, "manifest is over the limit of %d bytes",
+                               CIMG_MAX_METADATA);
+      if (cimg_store_put_blob (s, manifest_bytes, manifest_len, NULL, mdigest, err) < 0)
+        return cimg_error_wrap (err, "manifest");
+    }
+  else
+    {
+      cleanup_json json_t *m = generate_manifest (id, config_len, layers, n_layers);
+      cleanup_free char *mb = json_dumps (m, JSON_COMPACT);
+      if (cimg_store_put_blob (s, mb, strlen (mb), NULL, mdigest, err) < 0)
+        return cimg_error_wrap (err, "manifest");
+    }
+
+  int64_t created = config_created (config);
+  cleanup_json json_t *rec
+      = json_pack ("{s:s, s:s, s:O, s:I, s:I}", "id", id, "manifest_digest", mdigest, "layers",
+                   jlayers, "created", (json_int_t)created, "size", (json_int_t)size);
+  cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (id));
+  if (mkdirat (s->dirfd, dir, 0700) < 0 && errno != EEXIST)
+    return cimg_error_sys (err, "create %s", dir);
+  cleanup_free char *path = record_path (id);
+  if (cimg_json_save_at (s->dirfd, path, rec, err) < 0)
+    return -1;
+  cleanup_json json_t *summary = json_pack ("{s:s, s:I, s:I}", "manifest", mdigest, "created",
+                                            (json_int_t)created, "size", (json_int_t)size);
+  struct add_data d = { id, summary, repo_digest };
+  if (cimg_index_update (s, index_add, &d, err) < 0)
+    return -1;
+  if (id_out)
+    memcpy (id_out, id, CIMG_DIGEST_BUFSIZE);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- lookup */
+
+static bool
+is_hex (const char *s, size_t max)
+{
+  size_t n = strlen (s);
+  if (n == 0 || n > max)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  return true;
+}
+
+/* Resolve name to an image ID using the index. *by_tag is set to the full tag string when the
+   name was a tag (for rmi). */
+static int
+resolve (json_t *idx, const char *name, char id[CIMG_DIGEST_BUFSIZE], char **by_tag,
+         cimg_error_t *err)
+{
+  json_t *images = json_object_get (idx, "images");
+  json_t *tags = json_object_get (idx, "tags");
+  if (by_tag)
+    *by_tag = NULL;
+  const char *hex = name;
+  if (cimg_str_has_prefix (name, "sha256:"))
+    hex = name + 7;
+  else
+    {
+      cimg_error_t perr = { 0 };
+      cleanup_ref struct cimg_ref *ref = cimg_ref_parse (name, &perr);
+      if (ref && ref->digest == NULL)
+        {
+          cleanup_free char *full = cimg_ref_string (ref);
+          const char *v = cimg_json_str (tags, full);
+          if (v && json_object_get (images, v))
+            {
+              snprintf (id, CIMG_DIGEST_BUFSIZE, "%s", v);
+              if (by_tag)
+                *by_tag = steal_pointer (&full);
+              cimg_error_clear (&perr);
+              return 0;
+            }
+        }
+      else if (ref)
+        {
+          cleanup_free char *rn = cimg_ref_name (ref);
+          cleanup_free char *want = xasprintf ("%s@%s", rn, ref->digest);
+          const char *k;
+          json_t *v;
+          json_object_foreach (images, k, v)
+          {
+            json_t *ds = json_object_get (v, "digests");
+            size_t i;
+            json_t *d;
+            json_array_foreach (ds, i, d) if (strcmp (json_string_value (d), want) == 0)
+            {
+              snprintf (id, CIMG_DIGEST_BUFSIZE, "%s", k);
+              cimg_error_clear (&perr);
+              return 0;
+            }
+          }
+        }
+      if (!is_hex (name, 64))
+        {
+          if (ref == NULL)
+            {
+              cimg_error_set (err, perr.code, "%s", perr.msg);
+              cimg_error_clear (&perr);
+              return -1;
+            }
+          cimg_error_clear (&perr);
+          return cimg_error_set (err, ENOENT, "No such image: %s", name);
+        }
+      cimg_error_clear (&perr);
+    }
+  if (!is_hex (hex, 64))
+    return cimg_error_set (err, ENOENT, "No such image: %s", name);
+  const char *found = NULL;
+  const char *k;
+  json_t *v;
+  size_t n = strlen (hex);
+  json_object_foreach (images, k, v)
+  {
+    if (strncmp (k + 7, hex, n) != 0)
+      continue;
+    if (found)
+      return cimg_error_set (err, EINVAL, "image ID prefix \"%s\" is ambiguous", name);
+    found = k;
+  }
+  if (found == NULL)
+    return cimg_error_set (err, ENOENT, "No such image: %s", name);
+  snprintf (id, CIMG_DIGEST_BUFSIZE, "%s", found);
+  return 0;
+}
+
+static char **
+tags_of (json_t *idx, const char *id)
+{
+  char **out = NULL;
+  const char *k;
+  json_t *v;
+  json_object_foreach (json_object_get (idx, "tags"), k,
+                       v) if (strcmp (json_string_value (v), id) == 0) cimg_strv_append (&out, k);
+  return out;
+}
+
+static char **
+strv_from_json (json_t *arr)
+{
+  char **out = NULL;
+  size_t i;
+  json_t *v;
+  json_array_foreach (arr, i, v) if (json_is_string (v))
+      cimg_strv_append (&out, json_string_value (v));
+  return out;
+}
+
+static struct cimg_image *
+load_record (struct cimg_store *s, json_t *idx, const char *id, cimg_error_t *err)
+{
+  cleanup_free char *path = record_path (id);
+  cleanup_json json_t *rec = cimg_json_load_at (s->dirfd, path, 16 << 20, err);
+  if (rec == NULL)
+    {
+      cimg_error_wrap (err, "image %s", id);
+      return NULL;
+    }
+  struct cimg_image *img = xzalloc (sizeof *img);
+  snprintf (img->id, sizeof img->id, "%s", id);
+  const char *md = cimg_json_str (rec, "manifest_digest");
+  snprintf (img->manifest_digest, sizeof img->manifest_digest, "%s", md ? md : "");
+  json_t *ls = json_object_get (rec, "layers");
+  img->n_layers = json_array_size (ls);
+  img->layers = xzalloc ((img->n_layers + 1) * sizeof *img->layers);
+  for (size_t i = 0; i < img->n_layers; i++)
+    {
+      json_t *l = json_array_get (ls, i);
+      struct cimg_image_layer *L = &img->layers[i];
+      const char *c = cimg_json_str (l, "chain_id"), *d = cimg_json_str (l, "diff_id");
+      const char *b = cimg_json_str (l, "digest"), *m = cimg_json_str (l, "media_type");
+      if (!cimg_digest_valid (c) || !cimg_digest_valid (d))
+        {
+          cimg_image_free (img);
+          cimg_error_set (err, EINVAL, "image %s: record has an invalid layer %zu", id, i + 1);
+          return NULL;
+        }
+      snprintf (L->chain_id, sizeof L->chain_id, "%s", c);
+      snprintf (L->diff_id, sizeof L->diff_id, "%s", d);
+      snprintf (L->digest, sizeof L->digest, "%s", b ? b : "");
+      snprintf (L->media_type, sizeof L->media_type, "%s", m ? m : MT_OCI_LAYER_TAR);
+      L->blob_size = cimg_json_int (l, "blob_size");
+      L->size = cimg_json_int (l, "size");
+    }
+  img->created = cimg_json_int (rec, "created");
+  img->size = cimg_json_int (rec, "size");
+  char *buf = NULL;
+  size_t len = 0;
+  if (cimg_store_read_blob (s, id, CIMG_MAX_METADATA, &buf, &len, err) < 0
+      || (img->config = cimg_json_parse (buf, len, err)) == NULL)
+    {
+      free (buf);
+      cimg_image_free (img);
+      cimg_error_wrap (err, "image %s: config", id);
+      return NULL;
+    }
+  free (buf);
+  buf = NULL;
+  if (cimg_digest_valid (img->manifest_digest)
+      && cimg_store_read_blob (s, img->manifest_digest, CIMG_MAX_METADATA, &buf, &len, err) == 0)
+    img->manifest = cimg_json_parse (buf, len, err);
+  free (buf);
+  cimg_error_clear (err);
+  img->repo_tags = tags_of (idx, id);
+  img->repo_digests = strv_from_json (
+      json_object_get (json_object_get (json_object_get (idx, "images"), id), "digests"));
+  return img;
+}
+
+struct cimg_image *
+cimg_store_find_image (struct cimg_store *s, const char *name, cimg_error_t *err)
+{
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return NULL;
+  char id[CIMG_DIGEST_BUFSIZE];
+  if (resolve (idx, name, id, NULL, err) < 0)
+    return NULL;
+  return load_record (s, idx, id, err);
+}
+
+struct tag_data
+{
+  const char *id;
+  const char *tag;
+};
+
+static int
+index_tag (json_t *idx, void *data, cimg_error_t *err)
+{
+  struct tag_data *d = data;
+  if (json_object_get (json_object_get (idx, "images"), d->id) == NULL)
+    return cimg_error_set (err, ENOENT, "No such image: %s", d->id);
+  json_object_set_new (json_object_get (idx, "tags"), d->tag, json_string (d->id));
+  return 0;
+}
+
+int
+cimg_store_tag (struct cimg_store *s, const char *id, const char *tag, cimg_error_t *err)
+{
+  cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tag, err);
+  if (ref == NULL)
+    return -1;
+  if (ref->digest)
+    return cimg_error_set (err, EINVAL, "refusing to create a tag with a digest reference: %s",
+                           tag);
+  if (!cimg_digest_valid (id))
+    return cimg_error_set (err, EINVAL, "invalid image ID \"%s\"", id);
+  cleanup_free char *full = cimg_ref_string (ref);
+  struct tag_data d = { id, full };
+  return cimg_index_update (s, index_tag, &d, err);
+}
+
+/* ---------------------------------------------------------------- listing */
+
+void
+cimg_image_summaries_free (struct cimg_image_summary *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      cimg_strv_free (v[i].repo_tags);
+      cimg_strv_free (v[i].repo_digests);
+    }
+  free (v);
+}
+
+static int
+by_created_desc (const void *a, const void *b)
+{
+  const struct cimg_image_summary *x = a, *y = b;
+  if (x->created != y->created)
+    return x->created < y->created ? 1 : -1;
+  return strcmp (x->id, y->id);
+}
+
+int
+cimg_store_list_images (struct cimg_store *s, struct cimg_image_summary **out, size_t *n,
+                        cimg_error_t *err)
+{
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  json_t *images = json_object_get (idx, "images");
+  size_t count = json_object_size (images), i = 0;
+  struct cimg_image_summary *v = xzalloc ((count + 1) * sizeof *v);
+  const char *k;
+  json_t *e;
+  json_object_foreach (images, k, e)
+  {
+    if (!cimg_digest_valid (k))
+      continue;
+    snprintf (v[i].id, sizeof v[i].id, "%s", k);
+    const char *m = cimg_json_str (e, "manifest");
+    snprintf (v[i].manifest_digest, sizeof v[i].manifest_digest, "%s", m ? m : "");
+    v[i].created = cimg_json_int (e, "created");
+    v[i].size = cimg_json_int (e, "size");
+    v[i].repo_digests = strv_from_json (json_object_get (e, "digests"));
+    i++;
+  }
+  /* One pass over the tags rather than one per image: `images` must stay fast at 10 000. */
+  json_object_foreach (json_object_get (idx, "tags"), k, e)
+  {
+    const char *id = json_string_value (e);
+    for (size_t j = 0; id && j < i; j++)
+      if (strcmp (v[j].id, id) == 0)
+        {
+          cimg_strv_append (&v[j].repo_tags, k);
+          break;
+        }
+  }
+  qsort (v, i, sizeof *v, by_created_desc);
+  *out = v;
+  *n = i;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- containers */
+
+char **
+cimg_store_images_in_use (struct cimg_store *s)
+{
+  char **out = NULL;
+  int fd = openat (s->dirfd, "containers", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  cleanup_dir DIR *d = fdopendir (fd);
+  if (d == NULL)
+    {
+      close (fd);
+      return NULL;
+    }
+  struct dirent *e;
+  while ((e = readdir (d)))
+    {
+      if (!cimg_hex64_valid (e->d_name))
+        continue;
+      cleanup_free char *p = xasprintf ("%s/config.json", e->d_name);
+      cimg_error_t err = { 0 };
+      cleanup_json json_t *c = cimg_json_load_at (fd, p, 16 << 20, &err);
+      cimg_error_clear (&err);
+      const char *img = c ? cimg_json_str (c, "Image") : NULL;
+      if (img && cimg_digest_valid (img) && !cimg_strv_contains (out, img))
+        cimg_strv_append (&out, img);
+    }
+  return out;
+}
+
+/* ---------------------------------------------------------------- removal */
+
+struct untag_data
+{
+  const char *tag; /* remove this tag, or */
+  const char *id;  /* every tag of this image and the image itself */
+};
+
+static int
+index_remove (json_t *idx, void *data, cimg_error_t *err)
+{
+  struct untag_data *d = data;
+  json_t *tags = json_object_get (idx, "tags");
+  (void)err;
+  if (d->tag)
+    {
+      json_object_del (tags, d->tag);
+      return 0;
+    }
+  const char *k;
+  json_t *v;
+  void *tmp;
+  json_object_foreach_safe (tags, tmp, k, v) if (strcmp (json_string_value (v), d->id) == 0)
+      json_object_del (tags, k);
+  json_object_del (json_object_get (idx, "images"), d->id);
+  return 0;
+}
+
+static void
+report_line (char ***report, const char *what, const char *s)
+{
+  if (report == NULL)
+    return;
+  cleanup_free char *line = xasprintf ("%s: %s", what, s);
+  cimg_strv_append (report, line);
+}
+
+static int
+delete_image (struct cimg_store *s, json_t *idx, const char *id, char ***report, cimg_error_t *err)
+{
+  cleanup_strv char **tags = tags_of (idx, id);
+  for (size_t i = 0; tags && tags[i]; i++)
+    {
+      cleanup_free char *f = cimg_ref_familiar_string (tags[i]);
+      report_line (report, "Untagged", f);
+    }
+  struct untag_data d = { NULL, id };
+  if (cimg_index_update (s, index_remove, &d, err) < 0)
+    return -1;
+  cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (id));
+  if (cimg_rm_rf_at (s->dirfd, dir, err) < 0)
+    return -1;
+  report_line (report, "Deleted", id);
+  return 0;
+}
+
+static const char *
+container_using (char **in_use, const char *id)
+{
+  return cimg_strv_contains (in_use, id) ? id : NULL;
+}
+
+int
+cimg_store_remove_image (struct cimg_store *s, const char *name, int flags, char ***report,
+                         cimg_error_t *err)
+{
+  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, err) < 0)
+    return -1;
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  char id[CIMG_DIGEST_BUFSIZE];
+  cleanup_free char *tag = NULL;
+  if (resolve (idx, name, id, &tag, err) < 0)
+    return -1;
+  cleanup_strv char **tags = tags_of (idx, id);
+  cleanup_strv char **in_use = cimg_store_images_in_use (s);
+  size_t ntags = cimg_strv_len (tags);
+  char shortid[13];
+  snprintf (shortid, sizeof shortid, "%.12s", cimg_digest_hex (id));
+
+  if (tag && ntags > 1)
+    {
+      struct untag_data d = { tag, NULL };
+      if (cimg_index_update (s, index_remove, &d, err) < 0)
+        return -1;
+      cleanup_free char *f = cimg_ref_familiar_string (tag);
+      report_line (report, "Untagged", f);
+      return 0;
+    }
+  if (!tag && ntags > 1 && !(flags & CIMG_RMI_FORCE))
+    return cimg_error_set (err, EBUSY,
+                           "conflict: unable to delete %s (must be forced) - image is "
+                           "referenced in multiple repositories",
+                           shortid);
+  if (container_using (in_use, id))
+    {
+      if (!(flags & CIMG_RMI_FORCE))
+        return cimg_error_set (err, EBUSY,
+                               "conflict: unable to remove image %s - a container is using it "
+                               "(remove the container first, or use -f to untag only)",
+                               shortid);
+      /* As Docker: -f on an image in use removes its tags but keeps the image. */
+      for (size_t i = 0; i < ntags; i++)
+        {
+          struct untag_data d = { tags[i], NULL };
+          if (cimg_index_update (s, index_remove, &d, err) < 0)
+            return -1;
+          cleanup_free char *f = cimg_ref_familiar_string (tags[i]);
+          report_line (report, "Untagged", f);
+        }
+      return 0;
+    }
+  if (delete_image (s, idx, id, report, err) < 0)
+    return -1;
+  struct cimg_gc_report gr;
+  return cimg_store_gc (s, &gr, err);
+}
+
+int
+cimg_store_prune_images (struct cimg_store *s, bool all, char ***report, int64_t *reclaimed,
+                         cimg_error_t *err)
+{
+  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, err) < 0)
+    return -1;
+  cleanup_json json_t *idx = cimg_index_load (s, err);
+  if (idx == NULL)
+    return -1;
+  cleanup_strv char **in_use = cimg_store_images_in_use (s);
+  cleanup_strv char **victims = NULL;
+  const char *k;
+  json_t *v;
+  json_object_foreach (json_object_get (idx, "images"), k, v)
+  {
+    if (cimg_strv_contains (in_use, k))
+      continue;
+    cleanup_strv char **tags = tags_of (idx, k);
+    if (all || tags == NULL)
+      cimg_strv_append (&victims, k);
+  }
+  for (size_t i = 0; victims && victims[i]; i++)
+    if (delete_image (s, idx, victims[i], report, err) < 0)
+      return -1;
+  struct cimg_gc_report gr = { 0 };
+  if (cimg_store_gc (s, &gr, err) < 0)
+    return -1;
+  if (reclaimed)
+    *reclaimed = gr.bytes;
+  return 0;
+}

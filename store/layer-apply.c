@@ -1,0 +1,641 @@
+/* Safe extraction of a layer tar into an overlay upper dir. The tar is untrusted: every name is
+   cleaned, every parent is resolved inside the root, and the final component is acted on with
+   *at() calls that never follow it. */
+#include "store/store-internal.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#define WH_PREFIX ".wh."
+#define WH_META_PREFIX ".wh..wh."
+#define WH_OPAQUE ".wh..wh..opq"
+#define XATTR_OPAQUE "trusted.overlay.opaque"
+
+struct dir_time
+{
+  char *path; /* cleaned, "" for the root */
+  struct timespec ts[2];
+};
+
+struct apply_ctx
+{
+  struct archive *a;
+  int rootfd;
+  int64_t max_size;
+  int64_t size;
+  int64_t entries;
+  struct dir_time *dirs;
+  size_t n_dirs, cap_dirs;
+};
+
+static const char *
+archive_msg (struct archive *a)
+{
+  const char *s = archive_error_string (a);
+  return s ? s : "unknown error";
+}
+
+static int
+archive_code (struct archive *a)
+{
+  int e = archive_errno (a);
+  return e > 0 ? e : EIO;
+}
+
+/* Lexically clean name into a relative path with no empty, "." or ".." components ("" is the
+   root). Returns -1 when a ".." would climb above the root. Lexical ".." is safe because the
+   result is then resolved inside the root anyway: it only decides which in-root path is meant. */
+static int
+clean_name (const char *name, char **out)
+{
+  char *buf = xmalloc (strlen (name) + 1);
+  size_t len = 0;
+  const char *p = name;
+
+  while (*p)
+    {
+      while (*p == '/')
+        p++;
+      if (*p == '\0')
+        break;
+      const char *end = strchrnul (p, '/');
+      size_t n = (size_t)(end - p);
+      if (n == 1 && p[0] == '.')
+        ;
+      else if (n == 2 && p[0] == '.' && p[1] == '.')
+        {
+          if (len == 0)
+            {
+              free (buf);
+              return -1;
+            }
+          while (len > 0 && buf[len - 1] != '/')
+            len--;
+          if (len > 0)
+            len--;
+        }
+      else
+        {
+          if (len > 0)
+            buf[len++] = '/';
+          memcpy (buf + len, p, n);
+          len += n;
+        }
+      p = end;
+    }
+  buf[len] = '\0';
+  *out = buf;
+  return 0;
+}
+
+/* Open the directory dir (cleaned; "" is the root) inside rootfd, creating missing components
+   with mode 0755 as mkdir -p would: layers often leave out their parents' entries. */
+static int
+open_dir_in_root (int rootfd, const char *dir)
+{
+  int fd = cimg_openat_in_root (rootfd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY, 0);
+  if (fd >= 0 || errno != ENOENT || *dir == '\0')
+    return fd;
+
+  cleanup_free char *parent = xstrdup (dir);
+  char *slash = strrchr (parent, '/');
+  const char *base = dir;
+  if (slash)
+    {
+      *slash = '\0';
+      base = dir + (slash - parent) + 1;
+    }
+  else
+    parent[0] = '\0';
+
+  cleanup_close int pfd = open_dir_in_root (rootfd, parent);
+  if (pfd < 0)
+    return -1;
+  if (mkdirat (pfd, base, 0700) == 0)
+    {
+      cleanup_close int nfd = openat (pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      /* mkdirat's mode is cut by the process umask; these directories must not depend on it. */
+      if (nfd < 0 || fchmod (nfd, 0755) < 0)
+        return -1;
+    }
+  else if (errno != EEXIST)
+    return -1;
+  /* Resolve again from the root: if base was there already it may be an in-layer symlink. */
+  return cimg_openat_in_root (rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+}
+
+/* Remove whatever is at dfd/base so that something of another kind can take its place. */
+static int
+remove_existing (int dfd, const char *base, cimg_error_t *err)
+{
+  struct stat st;
+  if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : cimg_error_sys (err, "stat existing entry");
+  if (S_ISDIR (st.st_mode))
+    return cimg_rm_rf_at (dfd, base, err);
+  if (unlinkat (dfd, base, 0) < 0 && errno != ENOENT)
+    return cimg_error_sys (err, "remove existing entry");
+  return 0;
+}
+
+static void
+entry_times (struct archive_entry *e, struct timespec ts[2])
+{
+  if (archive_entry_mtime_is_set (e))
+    {
+      ts[1].tv_sec = archive_entry_mtime (e);
+      ts[1].tv_nsec = archive_entry_mtime_nsec (e);
+    }
+  else
+    {
+      ts[1].tv_sec = 0;
+      ts[1].tv_nsec = UTIME_OMIT;
+    }
+  if (archive_entry_atime_is_set (e))
+    {
+      ts[0].tv_sec = archive_entry_atime (e);
+      ts[0].tv_nsec = archive_entry_atime_nsec (e);
+    }
+  else
+    ts[0] = ts[1];
+  for (int i = 0; i < 2; i++)
+    if (ts[i].tv_nsec != UTIME_OMIT && (ts[i].tv_nsec < 0 || ts[i].tv_nsec > 999999999))
+      ts[i].tv_nsec = 0;
+}
+
+static int
+entry_owner (struct archive_entry *e, uid_t *uid, gid_t *gid, cimg_error_t *err)
+{
+  int64_t u = archive_entry_uid (e), g = archive_entry_gid (e);
+  /* (uid_t) -1 means "unchanged" to chown: never let a tar ask for it. */
+  if (u < 0 || u >= (int64_t)UINT32_MAX || g < 0 || g >= (int64_t)UINT32_MAX)
+    return cimg_error_set (err, EINVAL, "invalid owner %lld:%lld", (long long)u, (long long)g);
+  *uid = (uid_t)u;
+  *gid = (gid_t)g;
+  return 0;
+}
+
+/* Overlay's own metadata (opaque, redirect, origin, …) must come only from whiteouts we
+   translate, never straight from a tar: it would change what the merged view shows. user.overlay.*
+   is the same metadata on mounts with the userxattr option. */
+static bool
+skip_xattr (const char *name)
+{
+  return cimg_str_has_prefix (name, "trusted.overlay.")
+         || cimg_str_has_prefix (name, "user.overlay.");
+}
+
+/* Set the entry's xattrs on fd, or (fd < 0) on path without following it. ENOTSUP and EPERM are
+   ignored as Docker does: not every filesystem stores every namespace (user.* is refused on
+   symlinks and device nodes). */
+static int
+apply_xattrs (struct archive_entry *e, int fd, const char *path, cimg_error_t *err)
+{
+  const char *name;
+  const void *value;
+  size_t size;
+
+  archive_entry_xattr_reset (e);
+  while (archive_entry_xattr_next (e, &name, &value, &size) == ARCHIVE_OK)
+    {
+      if (name == NULL || *name == '\0' || skip_xattr (name))
+        continue;
+      int r
+          = fd >= 0 ? fsetxattr (fd, name, value, size, 0) : lsetxattr (path, name, value, size, 0);
+      if (r < 0 && errno != ENOTSUP && errno != EPERM)
+        return cimg_error_sys (err, "set xattr %s", name);
+    }
+  return 0;
+}
+
+/* Ownership, then mode (chown clears setuid/setgid), then xattrs (chown also drops
+   security.capability), then times, all through fd. Directories' times are set at the end. */
+static int
+apply_meta_fd (struct apply_ctx *c, struct archive_entry *e, int fd, bool times, cimg_error_t *err)
+{
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (entry_owner (e, &uid, &gid, err) < 0)
+    return -1;
+  if (fchown (fd, uid, gid) < 0)
+    return cimg_error_sys (err, "chown");
+  if (fchmod (fd, archive_entry_perm (e) & 07777) < 0)
+    return cimg_error_sys (err, "chmod");
+  if (apply_xattrs (e, fd, NULL, err) < 0)
+    return -1;
+  if (times)
+    {
+      struct timespec ts[2];
+      entry_times (e, ts);
+      if (futimens (fd, ts) < 0)
+        return cimg_error_sys (err, "set times");
+    }
+  return 0;
+}
+
+/* The same for entries that cannot be opened for I/O (symlinks, device nodes, fifos): all by name
+   in dfd without following, except chmod, which goes through an O_PATH fd's /proc link because
+   fchmodat cannot refuse to follow on every kernel. */
+static int
+apply_meta_path (struct archive_entry *e, int dfd, const char *base, bool is_link,
+                 cimg_error_t *err)
+{
+  uid_t uid = 0;
+  gid_t gid = 0;
+  char proc[64];
+
+  if (entry_owner (e, &uid, &gid, err) < 0)
+    return -1;
+  if (fchownat (dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+    return cimg_error_sys (err, "chown");
+  if (!is_link)
+    {
+      cleanup_close int pfd = openat (dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (pfd < 0)
+        return cimg_error_sys (err, "open");
+      snprintf (proc, sizeof proc, "/proc/self/fd/%d", pfd);
+      if (fchmodat (AT_FDCWD, proc, archive_entry_perm (e) & 07777, 0) < 0)
+        return cimg_error_sys (err, "chmod");
+    }
+  /* lsetxattr does not follow base; the /proc link resolves to dfd itself. */
+  snprintf (proc, sizeof proc, "/proc/self/fd/%d", dfd);
+  cleanup_free char *path = xasprintf ("%s/%s", proc, base);
+  if (apply_xattrs (e, -1, path, err) < 0)
+    return -1;
+  struct timespec ts[2];
+  entry_times (e, ts);
+  if (utimensat (dfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0)
+    return cimg_error_sys (err, "set times");
+  return 0;
+}
+
+static int
+pwrite_all (int fd, const char *buf, size_t len, off_t off)
+{
+  while (len > 0)
+    {
+      ssize_t n = pwrite (fd, buf, len, off);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return -1;
+        }
+      buf += n;
+      len -= (size_t)n;
+      off += n;
+    }
+  return 0;
+}
+
+static int
+write_content (struct apply_ctx *c, struct archive_entry *e, int fd, cimg_error_t *err)
+{
+  int64_t end = 0;
+  for (;;)
+    {
+      const void *buf;
+      size_t len;
+      la_int64_t off;
+      int r = archive_read_data_block (c->a, &buf, &len, &off);
+      if (r == ARCHIVE_EOF)
+        break;
+      if (r < ARCHIVE_WARN)
+        return cimg_error_set (err, archive_code (c->a), "read content: %s", archive_msg (c->a));
+      if (off < 0)
+        return cimg_error_set (err, EINVAL, "invalid content offset %lld", (long long)off);
+      if (c->max_size > 0 && (int64_t)len > c->max_size - c->size)
+        return cimg_error_set (err, EFBIG, "layer exceeds the size limit of %lld bytes",
+                               (long long)c->max_size);
+      /* Sparse entries come as blocks at increasing offsets; pwrite leaves the holes. */
+      if (len > 0 && pwrite_all (fd, buf, len, off) < 0)
+        return cimg_error_sys (err, "write");
+      c->size += (int64_t)len;
+      if (off + (int64_t)len > end)
+        end = off + (int64_t)len;
+    }
+  /* A sparse file may end in a hole that no data block reaches. */
+  int64_t size = archive_entry_size_is_set (e) ? archive_entry_size (e) : 0;
+  if (size > end && ftruncate (fd, size) < 0)
+    return cimg_error_sys (err, "truncate");
+  return 0;
+}
+
+static void
+remember_dir (struct apply_ctx *c, const char *path, struct archive_entry *e)
+{
+  if (c->n_dirs == c->cap_dirs)
+    {
+      c->cap_dirs = c->cap_dirs ? c->cap_dirs * 2 : 64;
+      c->dirs = xrealloc (c->dirs, c->cap_dirs * sizeof *c->dirs);
+    }
+  struct dir_time *d = &c->dirs[c->n_dirs++];
+  d->path = xstrdup (path);
+  entry_times (e, d->ts);
+}
+
+static int
+apply_whiteout (struct apply_ctx *c, struct archive_entry *e, const char *dir, const char *base,
+                cimg_error_t *err)
+{
+  if (strcmp (base, WH_OPAQUE) == 0)
+    {
+      cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+      if (dfd < 0)
+        return cimg_error_sys (err, "open directory");
+      if (fsetxattr (dfd, XATTR_OPAQUE, "y", 1, 0) < 0)
+        return cimg_error_sys (err, "mark directory opaque");
+      return 0;
+    }
+  const char *victim = base + strlen (WH_PREFIX);
+  if (*victim == '\0' || strcmp (victim, ".") == 0 || strcmp (victim, "..") == 0)
+    return cimg_error_set (err, EINVAL, "invalid whiteout");
+
+  cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+  if (dfd < 0)
+    return cimg_error_sys (err, "open parent directory");
+  if (remove_existing (dfd, victim, err) < 0)
+    return -1;
+  if (mknodat (dfd, victim, S_IFCHR | 0, makedev (0, 0)) < 0)
+    return cimg_error_sys (err, "create whiteout");
+  /* The entry's time, so that packing the result again gives the same bytes. */
+  struct timespec ts[2];
+  entry_times (e, ts);
+  if (utimensat (dfd, victim, ts, AT_SYMLINK_NOFOLLOW) < 0)
+    return cimg_error_sys (err, "set times");
+  return 0;
+}
+
+static int
+apply_hardlink (struct apply_ctx *c, int dfd, const char *base, const char *target_name,
+                cimg_error_t *err)
+{
+  cleanup_free char *target = NULL;
+  if (clean_name (target_name, &target) < 0 || *target == '\0')
+    return cimg_error_set (err, EINVAL, "hardlink target \"%s\" leaves the layer", target_name);
+
+  cleanup_close int tfd = cimg_openat_in_root (c->rootfd, target, O_PATH | O_NOFOLLOW, 0);
+  if (tfd < 0)
+    {
+      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+        return cimg_error_set (err, ENOENT, "hardlink target \"%s\" is not in the layer",
+                               target_name);
+      return cimg_error_sys (err, "open hardlink target \"%s\"", target_name);
+    }
+  struct stat tst, st;
+  if (fstat (tfd, &tst) < 0)
+    return cimg_error_sys (err, "stat hardlink target \"%s\"", target_name);
+  if (S_ISDIR (tst.st_mode))
+    return cimg_error_set (err, EPERM, "hardlink target \"%s\" is a directory", target_name);
+
+  if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    {
+      if (st.st_dev == tst.st_dev && st.st_ino == tst.st_ino)
+        return 0;
+      if (remove_existing (dfd, base, err) < 0)
+        return -1;
+    }
+  else if (errno != ENOENT)
+    return cimg_error_sys (err, "stat existing entry");
+
+  if (linkat (tfd, "", dfd, base, AT_EMPTY_PATH) == 0)
+    return 0;
+  /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10); the /proc link of the same
+     fd does not, and AT_SYMLINK_FOLLOW on it reaches the inode we hold, even a symlink. */
+  if (errno != ENOENT && errno != EPERM)
+    return cimg_error_sys (err, "create hardlink to \"%s\"", target_name);
+  char proc[64];
+  snprintf (proc, sizeof proc, "/proc/self/fd/%d", tfd);
+  if (linkat (AT_FDCWD, proc, dfd, base, AT_SYMLINK_FOLLOW) < 0)
+    return cimg_error_sys (err, "create hardlink to \"%s\"", target_name);
+  return 0;
+}
+
+static int
+apply_root (struct apply_ctx *c, struct archive_entry *e, cimg_error_t *err)
+{
+  if (archive_entry_filetype (e) != AE_IFDIR || archive_entry_hardlink (e) != NULL)
+    return cimg_error_set (err, EINVAL, "the layer root can only be a directory");
+  cleanup_close int fd = openat (c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return cimg_error_sys (err, "open the layer root");
+  if (apply_meta_fd (c, e, fd, false, err) < 0)
+    return -1;
+  remember_dir (c, "", e);
+  return 0;
+}
+
+static int
+apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cimg_error_t *err)
+{
+  cleanup_free char *path = NULL;
+  if (clean_name (name, &path) < 0)
+    return cimg_error_set (err, EINVAL, "path leaves the layer");
+  char *slash = strrchr (path, '/');
+  cleanup_free char *dir = slash ? xstrndup (path, (size_t)(slash - path)) : xstrdup ("");
+  const char *base = slash ? slash + 1 : path;
+
+  if (cimg_str_has_prefix (base, WH_PREFIX))
+    {
+      /* Other ".wh..wh." names are aufs bookkeeping (plinks, …) with no overlay meaning. */
+      if (strcmp (base, WH_OPAQUE) != 0 && cimg_str_has_prefix (base, WH_META_PREFIX))
+        return 0;
+      if (apply_whiteout (c, e, dir, base, err) < 0)
+        return -1;
+      c->entries++;
+      return 0;
+    }
+  if (*path == '\0')
+    {
+      if (apply_root (c, e, err) < 0)
+        return -1;
+      c->entries++;
+      return 0;
+    }
+
+  cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+  if (dfd < 0)
+    return cimg_error_sys (err, "open parent directory");
+
+  const char *link = archive_entry_hardlink (e);
+  if (link != NULL)
+    {
+      if (apply_hardlink (c, dfd, base, link, err) < 0)
+        return -1;
+      c->entries++;
+      return 0;
+    }
+
+  mode_t type = archive_entry_filetype (e);
+  switch (type)
+    {
+    case AE_IFDIR:
+      {
+        struct stat st;
+        /* A directory over a directory merges: what is inside stays, the metadata changes. */
+        if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
+          {
+            if (remove_existing (dfd, base, err) < 0)
+              return -1;
+            if (mkdirat (dfd, base, 0700) < 0)
+              return cimg_error_sys (err, "create directory");
+          }
+        cleanup_close int fd = openat (dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+          return cimg_error_sys (err, "open directory");
+        if (apply_meta_fd (c, e, fd, false, err) < 0)
+          return -1;
+        remember_dir (c, path, e);
+        break;
+      }
+    case AE_IFREG:
+      {
+        if (remove_existing (dfd, base, err) < 0)
+          return -1;
+        cleanup_close int fd
+            = openat (dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+          return cimg_error_sys (err, "create file");
+        /* Content before ownership and mode: writing would clear setuid and capabilities. */
+        if (write_content (c, e, fd, err) < 0)
+          return -1;
+        if (apply_meta_fd (c, e, fd, true, err) < 0)
+          return -1;
+        break;
+      }
+    case AE_IFLNK:
+      {
+        const char *target = archive_entry_symlink (e);
+        if (target == NULL || *target == '\0')
+          return cimg_error_set (err, EINVAL, "symlink without a target");
+        if (remove_existing (dfd, base, err) < 0)
+          return -1;
+        if (symlinkat (target, dfd, base) < 0)
+          return cimg_error_sys (err, "create symlink");
+        if (apply_meta_path (e, dfd, base, true, err) < 0)
+          return -1;
+        break;
+      }
+    case AE_IFCHR:
+    case AE_IFBLK:
+    case AE_IFIFO:
+      {
+        dev_t rdev = type == AE_IFIFO ? 0 : archive_entry_rdev (e);
+        if (remove_existing (dfd, base, err) < 0)
+          return -1;
+        if (mknodat (dfd, base, type | 0600, rdev) < 0)
+          return cimg_error_sys (err, "create %s", type == AE_IFIFO ? "fifo" : "device node");
+        if (apply_meta_path (e, dfd, base, false, err) < 0)
+          return -1;
+        break;
+      }
+    default:
+      return cimg_error_set (err, EINVAL, "unsupported file type 0%o", (unsigned)type);
+    }
+  c->entries++;
+  return 0;
+}
+
+/* Directories' times go last: creating anything inside a directory changes its mtime. */
+static int
+apply_dir_times (struct apply_ctx *c, cimg_error_t *err)
+{
+  for (size_t i = 0; i < c->n_dirs; i++)
+    {
+      struct dir_time *d = &c->dirs[i];
+      cleanup_close int fd = cimg_openat_in_root (c->rootfd, *d->path ? d->path : ".",
+                                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
+      if (fd < 0)
+        {
+          /* A later entry removed or replaced it: nothing left to date. */
+          if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+            continue;
+          return cimg_error_sys (err, "directory \"%s\": open", d->path);
+        }
+      if (futimens (fd, d->ts) < 0)
+        return cimg_error_sys (err, "directory \"%s\": set times", d->path);
+    }
+  return 0;
+}
+
+int
+cimg_layer_apply (struct archive *a, int rootfd, const struct cimg_apply_opts *opts,
+                  struct cimg_apply_stats *stats, cimg_error_t *err)
+{
+  struct apply_ctx c = {
+    .a = a,
+    .rootfd = rootfd,
+    .max_size = opts ? opts->max_size : 0,
+  };
+  int ret = -1;
+
+  for (;;)
+    {
+      struct archive_entry *e;
+      int r = archive_read_next_header (a, &e);
+      if (r == ARCHIVE_EOF)
+        break;
+      if (r < ARCHIVE_WARN)
+        {
+          cimg_error_set (err, archive_code (a), "read layer: %s", archive_msg (a));
+          goto out;
+        }
+      const char *name = archive_entry_pathname (e);
+      if (name == NULL || *name == '\0')
+        {
+          cimg_error_set (err, EINVAL, "entry %lld: no name", (long long)c.entries + 1);
+          goto out;
+        }
+      if (apply_entry (&c, e, name, err) < 0)
+        {
+          cimg_error_wrap (err, "entry \"%s\"", name);
+          goto out;
+        }
+    }
+  if (apply_dir_times (&c, err) < 0)
+    goto out;
+  ret = 0;
+
+out:
+  if (stats)
+    {
+      stats->size = c.size;
+      stats->entries = c.entries;
+    }
+  for (size_t i = 0; i < c.n_dirs; i++)
+    free (c.dirs[i].path);
+  free (c.dirs);
+  return ret;
+}
+
+struct archive *
+cimg_archive_read_fd (int fd, cimg_error_t *err)
+{
+  struct archive *a = archive_read_new ();
+  if (a == NULL)
+    abort ();
+  archive_read_support_filter_all (a);
+  /* The tar reader covers ustar, pax, GNU and v7 variants; nothing else is a layer. */
+  archive_read_support_format_tar (a);
+  if (archive_read_open_fd (a, fd, 64 * 1024) != ARCHIVE_OK)
+    {
+      cimg_error_set (err, archive_code (a), "open archive: %s", archive_msg (a));
+      archive_read_free (a);
+      return NULL;
+    }
+  return a;
+}
+
+void
+cimg_archive_read_freep (struct archive **a)
+{
+  if (*a != NULL)
+    archive_read_free (*a);
+  *a = NULL;
+}

@@ -1,0 +1,513 @@
+#include "store/store-internal.h"
+
+#include <archive.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Bytes between the producer (curl, a file reader) and the extraction thread. Big enough that a
+   burst of network data never waits on a small file's metadata syscalls. */
+#define RING_SIZE (4 * 1024 * 1024)
+#define READ_CHUNK (256 * 1024)
+
+struct cimg_layer_sink
+{
+  struct cimg_store *s;
+  char parent[CIMG_DIGEST_BUFSIZE];
+  int flags;
+  struct cimg_blob_writer *blob;
+  struct cimg_sha256 *h_comp, *h_diff;
+  int64_t comp_size;
+  struct cimg_inflater *inflater;
+  char *tmpname; /* "layers/tmp-<random>" */
+  int diffd;     /* tmpname/diff */
+
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  unsigned char *ring;
+  size_t rpos, rlen;
+  bool eof;        /* the producer has no more bytes */
+  bool worker_end; /* the worker stopped reading (done or failed) */
+  int worker_rc;
+  cimg_error_t worker_err;
+  unsigned char *rbuf; /* the worker's chunk handed to libarchive */
+  struct cimg_apply_stats stats;
+  bool finished;
+};
+
+static ssize_t
+ring_read (struct archive *a, void *data, const void **buf)
+{
+  struct cimg_layer_sink *k = data;
+  (void)a;
+  pthread_mutex_lock (&k->mu);
+  while (k->rlen == 0 && !k->eof)
+    pthread_cond_wait (&k->cv, &k->mu);
+  size_t n = 0;
+  while (k->rlen > 0 && n < READ_CHUNK)
+    {
+      size_t chunk = RING_SIZE - k->rpos;
+      if (chunk > k->rlen)
+        chunk = k->rlen;
+      if (chunk > READ_CHUNK - n)
+        chunk = READ_CHUNK - n;
+      memcpy (k->rbuf + n, k->ring + k->rpos, chunk);
+      n += chunk;
+      k->rpos = (k->rpos + chunk) % RING_SIZE;
+      k->rlen -= chunk;
+    }
+  pthread_cond_broadcast (&k->cv);
+  pthread_mutex_unlock (&k->mu);
+  *buf = k->rbuf;
+  return (ssize_t)n;
+}
+
+static void *
+worker (void *data)
+{
+  struct cimg_layer_sink *k = data;
+  struct archive *a = archive_read_new ();
+  archive_read_support_format_tar (a);
+  archive_read_support_format_empty (a);
+  int rc;
+  if (archive_read_open (a, k, NULL, ring_read, NULL) != ARCHIVE_OK)
+    rc = cimg_error_set (&k->worker_err, EINVAL, "not a tar archive: %s", archive_error_string (a));
+  else
+    {
+      /* A layer bigger than the store's filesystem fails on ENOSPC anyway; the limit here is
+         for bombs that would fill it. */
+      struct cimg_apply_opts opts = { .max_size = 0 };
+      const char *lim = getenv ("CIMG_MAX_LAYER_SIZE");
+      if (lim)
+        opts.max_size = strtoll (lim, NULL, 10);
+      rc = cimg_layer_apply (a, k->diffd, &opts, &k->stats, &k->worker_err);
+    }
+  archive_read_free (a);
+  pthread_mutex_lock (&k->mu);
+  k->worker_rc = rc;
+  k->worker_end = true;
+  pthread_cond_broadcast (&k->cv);
+  pthread_mutex_unlock (&k->mu);
+  return NULL;
+}
+
+static int
+worker_error (struct cimg_layer_sink *k, cimg_error_t *err)
+{
+  cimg_error_set (err, k->worker_err.code, "%s",
+                  k->worker_err.msg ? k->worker_err.msg : "extraction failed");
+  return -1;
+}
+
+/* Uncompressed tar bytes: hashed for the diff_id, then handed to the extraction thread. */
+static int
+push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
+{
+  struct cimg_layer_sink *k = data;
+  const unsigned char *p = buf;
+  cimg_sha256_update (k->h_diff, buf, len);
+  pthread_mutex_lock (&k->mu);
+  while (len > 0)
+    {
+      while (k->rlen == RING_SIZE && !k->worker_end)
+        pthread_cond_wait (&k->cv, &k->mu);
+      if (k->worker_end)
+        {
+          /* The worker has read the end-of-archive marker (the rest is padding that still
+             counts for the diff_id) or has failed. */
+          bool failed = k->worker_rc < 0;
+          pthread_mutex_unlock (&k->mu);
+          return failed ? worker_error (k, err) : 0;
+        }
+      size_t wpos = (k->rpos + k->rlen) % RING_SIZE;
+      size_t chunk = RING_SIZE - wpos; /* contiguous up to the end of the ring */
+      if (chunk > RING_SIZE - k->rlen)
+        chunk = RING_SIZE - k->rlen;
+      if (chunk > len)
+        chunk = len;
+      memcpy (k->ring + wpos, p, chunk);
+      k->rlen += chunk;
+      p += chunk;
+      len -= chunk;
+      pthread_cond_broadcast (&k->cv);
+    }
+  pthread_mutex_unlock (&k->mu);
+  return 0;
+}
+
+struct cimg_layer_sink *
+cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flags,
+                     cimg_error_t *err)
+{
+  if (parent_chain_id && *parent_chain_id && !cimg_digest_valid (parent_chain_id))
+    {
+      cimg_error_set (err, EINVAL, "invalid parent chain ID \"%s\"", parent_chain_id);
+      return NULL;
+    }
+  struct cimg_layer_sink *k = xzalloc (sizeof *k);
+  k->s = s;
+  k->diffd = -1;
+  snprintf (k->parent, sizeof k->parent, "%s", parent_chain_id ? parent_chain_id : "");
+  k->flags = flags;
+  k->h_comp = cimg_sha256_new ();
+  k->h_diff = cimg_sha256_new ();
+  k->inflater = cimg_inflater_new (push_plain, k);
+  pthread_mutex_init (&k->mu, NULL);
+  pthread_cond_init (&k->cv, NULL);
+  char hex[65];
+  cimg_random_hex64 (hex);
+  k->tmpname = xasprintf ("layers/tmp-%.24s", hex);
+  cleanup_free char *diff = xasprintf ("%s/diff", k->tmpname);
+  if (mkdirat (s->dirfd, k->tmpname, 0700) < 0 || mkdirat (s->dirfd, diff, 0755) < 0)
+    {
+      cimg_error_sys (err, "create %s/%s", s->root, k->tmpname);
+      goto fail;
+    }
+  k->diffd = openat (s->dirfd, diff, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (k->diffd < 0)
+    {
+      cimg_error_sys (err, "open %s/%s", s->root, diff);
+      goto fail;
+    }
+  if (flags & CIMG_SINK_KEEP_BLOB)
+    {
+      k->blob = cimg_blob_writer_new (s, NULL, -1, err);
+      if (k->blob == NULL)
+        goto fail;
+    }
+  k->ring = xmalloc (RING_SIZE);
+  k->rbuf = xmalloc (READ_CHUNK);
+  if (pthread_create (&k->thread, NULL, worker, k) != 0)
+    {
+      cimg_error_sys (err, "start extraction thread");
+      goto fail;
+    }
+  k->thread_started = true;
+  return k;
+fail:
+  cimg_layer_sink_free (k);
+  return NULL;
+}
+
+int
+cimg_layer_sink_write (struct cimg_layer_sink *k, const void *buf, size_t len, cimg_error_t *err)
+{
+  cimg_sha256_update (k->h_comp, buf, len);
+  k->comp_size += (int64_t)len;
+  if (k->blob && cimg_blob_writer_write (k->blob, buf, len, err) < 0)
+    return -1;
+  return cimg_inflater_write (k->inflater, buf, len, err);
+}
+
+static void
+stop_worker (struct cimg_layer_sink *k)
+{
+  if (!k->thread_started)
+    return;
+  pthread_mutex_lock (&k->mu);
+  k->eof = true;
+  pthread_cond_broadcast (&k->cv);
+  pthread_mutex_unlock (&k->mu);
+  pthread_join (k->thread, NULL);
+  k->thread_started = false;
+}
+
+static const char *
+media_type_of (const char *kind)
+{
+  if (kind && strcmp (kind, "gzip") == 0)
+    return MT_OCI_LAYER_GZIP;
+  if (kind && strcmp (kind, "zstd") == 0)
+    return MT_OCI_LAYER_ZSTD;
+  return MT_OCI_LAYER_TAR;
+}
+
+static int
+write_layer_json (struct cimg_layer_sink *k, const struct cimg_layer_info *info, const char *link,
+                  cimg_error_t *err)
+{
+  cleanup_json json_t *j = json_pack (
+      "{s:s, s:s, s:s, s:[s], s:s, s:I, s:I, s:s}", "chain_id", info->chain_id, "diff_id",
+      info->diff_id, "parent", k->parent, "digests", info->digest, "media_type", info->media_type,
+      "blob_size", (json_int_t)info->blob_size, "size", (json_int_t)info->size, "link", link);
+  cleanup_free char *path = xasprintf ("%s/layer.json", k->tmpname);
+  return cimg_json_save_at (k->s->dirfd, path, j, err);
+}
+
+/* Add digest to the list of compressed forms an existing layer is known by (best effort: the
+   layer is usable without it; only save/push of that form would need to repack). */
+static void
+add_known_digest (struct cimg_store *s, const char *chain_id, const char *digest)
+{
+  cleanup_free char *path = xasprintf ("layers/%s/layer.json", cimg_digest_hex (chain_id));
+  cimg_error_t err = { 0 };
+  cleanup_json json_t *j = cimg_json_load_at (s->dirfd, path, 1 << 20, &err);
+  cimg_error_clear (&err);
+  if (j == NULL)
+    return;
+  json_t *arr = json_object_get (j, "digests");
+  if (!json_is_array (arr))
+    return;
+  size_t i;
+  json_t *v;
+  json_array_foreach (arr, i, v) if (json_is_string (v)
+                                     && strcmp (json_string_value (v), digest) == 0) return;
+  json_array_append_new (arr, json_string (digest));
+  cimg_json_save_at (s->dirfd, path, j, &err);
+  cimg_error_clear (&err);
+}
+
+int
+cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
+                        const char *expected_diff_id, struct cimg_layer_info *info,
+                        cimg_error_t *err)
+{
+  struct cimg_layer_info li;
+  memset (&li, 0, sizeof li);
+  if (cimg_inflater_finish (k->inflater, err) < 0)
+    return -1;
+  stop_worker (k);
+  if (k->worker_rc < 0)
+    return worker_error (k, err);
+  cimg_sha256_final (k->h_comp, li.digest);
+  cimg_sha256_final (k->h_diff, li.diff_id);
+  if (expected_digest && strcmp (expected_digest, li.digest) != 0)
+    return cimg_error_set (err, EINVAL, "digest mismatch (got %s, expected %s)", li.digest,
+                           expected_digest);
+  if (expected_diff_id && strcmp (expected_diff_id, li.diff_id) != 0)
+    return cimg_error_set (err, EINVAL, "diff_id mismatch (got %s, expected %s)", li.diff_id,
+                           expected_diff_id);
+  cimg_chain_id (k->parent, li.diff_id, li.chain_id);
+  snprintf (li.media_type, sizeof li.media_type, "%s",
+            media_type_of (cimg_inflater_kind (k->inflater)));
+  li.blob_size = k->comp_size;
+  li.size = k->stats.size;
+  if (k->blob && cimg_blob_writer_commit (k->blob, NULL, err) < 0)
+    return -1;
+
+  /* The data must be on disk before the rename makes the layer visible. */
+  if (syncfs (k->diffd) < 0)
+    return cimg_error_sys (err, "sync layer");
+  const char *hex = cimg_digest_hex (li.chain_id);
+  cleanup_free char *final = xasprintf ("layers/%s", hex);
+  if (cimg_store_has_layer (k->s, li.chain_id))
+    {
+      /* Same chain ID: the same content is already stored (by us earlier or a concurrent
+         writer); this copy is dropped. */
+      add_known_digest (k->s, li.chain_id, li.digest);
+    }
+  else
+    {
+      char rnd[65];
+      cimg_random_hex64 (rnd);
+      char link[27];
+      snprintf (link, sizeof link, "%.26s", rnd);
+      if (write_layer_json (k, &li, link, err) < 0)
+        return -1;
+      cleanup_free char *lpath = xasprintf ("l/%s", link);
+      cleanup_free char *target = xasprintf ("../layers/%s/diff", hex);
+      if (symlinkat (target, k->s->dirfd, lpath) < 0)
+        return cimg_error_sys (err, "link %s", lpath);
+      if (renameat (k->s->dirfd, k->tmpname, k->s->dirfd, final) < 0)
+        {
+          int saved = errno;
+          unlinkat (k->s->dirfd, lpath, 0);
+          errno = saved;
+          /* Lost a race with a concurrent writer of the same layer: theirs is as good. */
+          if (errno != EEXIST && errno != ENOTEMPTY)
+            return cimg_error_sys (err, "commit layer %s", li.chain_id);
+        }
+      else if (cimg_fsync_dir_at (k->s->dirfd, "layers") < 0)
+        return cimg_error_sys (err, "fsync layers");
+    }
+  k->finished = true;
+  if (info)
+    *info = li;
+  return 0;
+}
+
+void
+cimg_layer_sink_free (struct cimg_layer_sink *k)
+{
+  if (k == NULL)
+    return;
+  stop_worker (k);
+  if (k->diffd >= 0)
+    close (k->diffd);
+  /* Whatever did not become a layer (failure, or a duplicate of one already stored) goes. */
+  cimg_error_t err = { 0 };
+  if (faccessat (k->s->dirfd, k->tmpname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    cimg_rm_rf_at (k->s->dirfd, k->tmpname, &err);
+  cimg_error_clear (&err);
+  cimg_error_clear (&k->worker_err);
+  cimg_blob_writer_free (k->blob);
+  cimg_inflater_free (k->inflater);
+  cimg_sha256_free (k->h_comp);
+  cimg_sha256_free (k->h_diff);
+  pthread_mutex_destroy (&k->mu);
+  pthread_cond_destroy (&k->cv);
+  free (k->ring);
+  free (k->rbuf);
+  free (k->tmpname);
+  free (k);
+}
+
+void
+cimg_chain_id (const char *parent_chain_id, const char *diff_id, char out[CIMG_DIGEST_BUFSIZE])
+{
+  if (parent_chain_id == NULL || *parent_chain_id == '\0')
+    {
+      memcpy (out, diff_id, CIMG_DIGEST_BUFSIZE);
+      return;
+    }
+  cleanup_free char *s = xasprintf ("%s %s", parent_chain_id, diff_id);
+  cimg_sha256_buf (s, strlen (s), out);
+}
+
+bool
+cimg_store_has_layer (struct cimg_store *s, const char *chain_id)
+{
+  if (!cimg_digest_valid (chain_id))
+    return false;
+  cleanup_free char *path = xasprintf ("layers/%s/layer.json", cimg_digest_hex (chain_id));
+  return faccessat (s->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static json_t *
+load_layer_json (struct cimg_store *s, const char *chain_id, cimg_error_t *err)
+{
+  if (!cimg_digest_valid (chain_id))
+    {
+      cimg_error_set (err, EINVAL, "invalid chain ID \"%s\"", chain_id);
+      return NULL;
+    }
+  cleanup_free char *path = xasprintf ("layers/%s/layer.json", cimg_digest_hex (chain_id));
+  json_t *j = cimg_json_load_at (s->dirfd, path, 1 << 20, err);
+  if (j == NULL)
+    cimg_error_wrap (err, "layer %s", chain_id);
+  return j;
+}
+
+int
+cimg_store_layer_info (struct cimg_store *s, const char *chain_id, struct cimg_layer_info *info,
+                       cimg_error_t *err)
+{
+  cleanup_json json_t *j = load_layer_json (s, chain_id, err);
+  if (j == NULL)
+    return -1;
+  memset (info, 0, sizeof *info);
+  const char *diff = cimg_json_str (j, "diff_id");
+  if (!cimg_digest_valid (diff))
+    return cimg_error_set (err, EINVAL, "layer %s: invalid layer.json", chain_id);
+  snprintf (info->chain_id, sizeof info->chain_id, "%s", chain_id);
+  snprintf (info->diff_id, sizeof info->diff_id, "%s", diff);
+  json_t *d = json_array_get (json_object_get (j, "digests"), 0);
+  if (json_is_string (d) && cimg_digest_valid (json_string_value (d)))
+    snprintf (info->digest, sizeof info->digest, "%s", json_string_value (d));
+  const char *mt = cimg_json_str (j, "media_type");
+  snprintf (info->media_type, sizeof info->media_type, "%s", mt ? mt : MT_OCI_LAYER_TAR);
+  info->blob_size = cimg_json_int (j, "blob_size");
+  info->size = cimg_json_int (j, "size");
+  return 0;
+}
+
+char *
+cimg_store_layer_diff_path (const char *chain_id)
+{
+  return xasprintf ("layers/%s/diff", cimg_digest_hex (chain_id));
+}
+
+char *
+cimg_store_layer_link (struct cimg_store *s, const char *chain_id, cimg_error_t *err)
+{
+  cleanup_json json_t *j = load_layer_json (s, chain_id, err);
+  if (j == NULL)
+    return NULL;
+  const char *link = cimg_json_str (j, "link");
+  if (link == NULL || strlen (link) != 26 || strchr (link, '/') || strchr (link, '.'))
+    {
+      cimg_error_set (err, EINVAL, "layer %s: invalid link", chain_id);
+      return NULL;
+    }
+  return xasprintf ("l/%s", link);
+}
+
+struct tar_out
+{
+  int fd;
+  struct cimg_sha256 *h;
+};
+
+static int
+tar_out (void *data, const void *buf, size_t len, cimg_error_t *err)
+{
+  struct tar_out *t = data;
+  cimg_sha256_update (t->h, buf, len);
+  if (cimg_write_all (t->fd, buf, len) < 0)
+    return cimg_error_sys (err, "write layer tar");
+  return 0;
+}
+
+int
+cimg_store_layer_tar (struct cimg_store *s, const char *chain_id, int fd,
+                      char diff_id[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  /* The original uncompressed bytes are what the image's diff_ids name, so they are recreated
+     from a kept blob; repacking the directory would give other bytes (and another diff_id). */
+  cleanup_json json_t *j = load_layer_json (s, chain_id, err);
+  if (j == NULL)
+    return -1;
+  const char *want = cimg_json_str (j, "diff_id");
+  json_t *digests = json_object_get (j, "digests");
+  size_t i;
+  json_t *v;
+  json_array_foreach (digests, i, v)
+  {
+    const char *d = json_string_value (v);
+    if (d == NULL || !cimg_store_has_blob (s, d))
+      continue;
+    cleanup_close int bfd = cimg_store_open_blob (s, d, err);
+    if (bfd < 0)
+      return -1;
+    if (lseek (fd, 0, SEEK_SET) < 0 || ftruncate (fd, 0) < 0)
+      {
+        /* A pipe cannot be rewound; only a seekable fd gets a second try. */
+        if (i > 0)
+          return cimg_error_sys (err, "layer %s: rewind output", chain_id);
+      }
+    cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
+    struct tar_out t = { fd, h };
+    struct cimg_inflater *z = cimg_inflater_new (tar_out, &t);
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read (bfd, buf, sizeof buf)) != 0)
+      {
+        if (n < 0)
+          {
+            if (errno == EINTR)
+              continue;
+            rc = cimg_error_sys (err, "read blob %s", d);
+            break;
+          }
+        if ((rc = cimg_inflater_write (z, buf, (size_t)n, err)) < 0)
+          break;
+      }
+    if (rc == 0)
+      rc = cimg_inflater_finish (z, err);
+    cimg_inflater_free (z);
+    if (rc < 0)
+      return cimg_error_wrap (err, "layer %s: blob %s", chain_id, d);
+    cimg_sha256_final (h, diff_id);
+    if (want && strcmp (diff_id, want) != 0)
+      return cimg_error_set (err, EIO, "layer %s: blob %s unpacks to %s, not its diff_id %s",
+                             chain_id, d, diff_id, want);
+    return 0;
+  }
+  return cimg_error_set (err, ENOENT, "layer %s: no compressed blob of it is kept in the store",
+                         chain_id);
+}
