@@ -138,7 +138,8 @@ static const struct cli_command top_commands[] = {
     "Show the history of an image\n\nOptions:\n      --no-trunc   Don't truncate output\n"
     "  -q, --quiet      Only show image IDs\n" },
   { "import", cmd_import, "cimg import [OPTIONS] file|- [REPOSITORY[:TAG]]",
-    "Import the contents from a tarball (plain, gzip or zstd) to create a filesystem image\n\n"
+    "Import the contents from a tarball (plain, gzip, zstd, xz, bzip2) to create a filesystem "
+    "image\n\n"
     "Options:\n  -c, --change list      Apply Dockerfile instruction to the created image\n"
     "  -m, --message string   Set commit message for imported image\n" },
   { "save", cmd_save, "cimg save [OPTIONS] IMAGE [IMAGE...]",

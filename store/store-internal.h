@@ -78,7 +78,6 @@ struct archive *cimg_archive_read_fd (int fd, cimg_error_t *err);
 void cimg_archive_read_freep (struct archive **a);
 #define cleanup_archive_read __attribute__ ((cleanup (cimg_archive_read_freep)))
 
-
 /* ---------------------------------------------------------------- the store object */
 
 struct cimg_store
