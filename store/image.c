@@ -423,41 +423,60 @@ by_created_desc (const void *a, const void *b)
   return strcmp (x->id, y->id);
 }
 
+static int
+by_id (const void *a, const void *b)
+{
+  return strcmp (((const struct cimg_image_summary *)a)->id,
+                 ((const struct cimg_image_summary *)b)->id);
+}
+
 int
 cimg_store_list_images (struct cimg_store *s, struct cimg_image_summary **out, size_t *n,
                         cimg_error_t *err)
 {
-  cleanup_json json_t *idx = cimg_index_load (s, err);
-  if (idx == NULL)
+  /* Straight from the raw index, without building JSON: this is `cimg images`' whole cost. */
+  cleanup_free char *buf = NULL;
+  size_t len;
+  if (cimg_index_read (s, &buf, &len, err) < 0)
     return -1;
-  json_t *images = json_object_get (idx, "images");
-  size_t count = json_object_size (images), i = 0;
-  struct cimg_image_summary *v = xzalloc ((count + 1) * sizeof *v);
-  const char *k;
-  json_t *e;
-  json_object_foreach (images, k, e)
-  {
-    if (!cimg_digest_valid (k))
-      continue;
-    snprintf (v[i].id, sizeof v[i].id, "%s", k);
-    const char *m = cimg_json_str (e, "manifest");
-    snprintf (v[i].manifest_digest, sizeof v[i].manifest_digest, "%s", m ? m : "");
-    v[i].created = cimg_json_int (e, "created");
-    v[i].size = cimg_json_int (e, "size");
-    v[i].repo_digests = strv_from_json (json_object_get (e, "digests"));
-    i++;
-  }
-  /* One pass over the tags rather than one per image: `images` must stay fast at 10 000. */
-  json_object_foreach (json_object_get (idx, "tags"), k, e)
-  {
-    const char *id = json_string_value (e);
-    for (size_t j = 0; id && j < i; j++)
-      if (strcmp (v[j].id, id) == 0)
+  size_t cap = 16, i = 0;
+  struct cimg_image_summary *v = xzalloc (cap * sizeof *v);
+  char *cur = buf ? strchr (buf, '\n') + 1 : NULL, *f[64];
+  size_t nf;
+  /* Images come before tags in the index, so every tag finds its image already listed. */
+  bool sorted = false;
+  while (cur && cimg_index_next (&cur, f, ARRAY_SIZE (f), &nf))
+    {
+      if (f[0][0] == 'i' && nf >= 5 && cimg_digest_valid (f[1]))
         {
-          cimg_strv_append (&v[j].repo_tags, k);
-          break;
+          if (i + 1 >= cap)
+            {
+              cap *= 2;
+              v = xrealloc (v, cap * sizeof *v);
+            }
+          memset (&v[i], 0, sizeof v[i]);
+          snprintf (v[i].id, sizeof v[i].id, "%s", f[1]);
+          snprintf (v[i].manifest_digest, sizeof v[i].manifest_digest, "%s", f[2]);
+          v[i].created = strtoll (f[3], NULL, 10);
+          v[i].size = strtoll (f[4], NULL, 10);
+          for (size_t k = 5; k < nf; k++)
+            cimg_strv_append (&v[i].repo_digests, f[k]);
+          i++;
         }
-  }
+      else if (f[0][0] == 't' && nf == 3)
+        {
+          if (!sorted)
+            {
+              qsort (v, i, sizeof *v, by_id);
+              sorted = true;
+            }
+          struct cimg_image_summary key;
+          snprintf (key.id, sizeof key.id, "%s", f[2]);
+          struct cimg_image_summary *im = bsearch (&key, v, i, sizeof *v, by_id);
+          if (im)
+            cimg_strv_append (&im->repo_tags, f[1]);
+        }
+    }
   qsort (v, i, sizeof *v, by_created_desc);
   *out = v;
   *n = i;

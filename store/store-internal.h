@@ -92,6 +92,11 @@ struct cimg_store
    for the few milliseconds of one update; readers read index.json without a lock since it is
    only ever replaced by rename. */
 json_t *cimg_index_load (struct cimg_store *s, cimg_error_t *err);
+/* The raw index text (NULL when the store has none yet), for readers that must be fast. */
+int cimg_index_read (struct cimg_store *s, char **buf, size_t *len, cimg_error_t *err);
+/* Split the next line at *cursor into at most max space-separated fields (in place); returns 0
+   at the end. Lines of the raw text after its first (magic) line. */
+int cimg_index_next (char **cursor, char **fields, size_t max, size_t *n);
 typedef int (*cimg_index_update_fn) (json_t *index, void *data, cimg_error_t *err);
 int cimg_index_update (struct cimg_store *s, cimg_index_update_fn fn, void *data,
                        cimg_error_t *err);
