@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 CIMG=${CIMG:-$here/build/cimg}
 N_IMAGES=1000
 RUNS=5
-SRC="/usr/bin /usr/lib/x86_64-linux-gnu"
+SRC="/usr/bin /usr/lib/python3.11 /usr/share/doc"
 while [ $# -gt 0 ]; do
   case "$1" in
     --images) N_IMAGES=$2; shift 2 ;;

@@ -120,114 +120,83 @@ drop (struct cimg_store *s, const char *dir, const char *name, bool fix, struct 
   return 0;
 }
 
+/* What a sweep keeps: reason () returns NULL for an entry of dir that stays, else why it goes,
+   and the report counter it counts in. */
+struct sweep_ctx
+{
+  struct cimg_store *s;
+  json_t *idx;
+  struct live *l;
+  struct cimg_gc_report *r;
+};
+
+static const char *
+reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter)
+{
+  size_t scratch;
+  size_t *debris = c->r ? &c->r->debris : &scratch;
+  char d[CIMG_DIGEST_BUFSIZE];
+  snprintf (d, sizeof d, "sha256:%.64s", name);
+  bool hex = cimg_hex64_valid (name);
+  *counter = debris;
+  if (strcmp (dir, "ingest") == 0)
+    return "partial download or write";
+  if (strcmp (dir, "layers") == 0)
+    {
+      if (!hex)
+        return "unfinished layer";
+      *counter = c->r ? &c->r->layers : &scratch;
+      return cimg_strv_contains (c->l->chains, d) ? NULL : "layer no image uses";
+    }
+  if (strcmp (dir, "l") == 0)
+    {
+      cleanup_free char *p = xasprintf ("l/%s/.", name);
+      struct stat st;
+      bool ok = fstatat (c->s->dirfd, p, &st, 0) == 0 && S_ISDIR (st.st_mode);
+      return ok ? NULL : "link to a missing layer";
+    }
+  if (strcmp (dir, "blobs/sha256") == 0)
+    {
+      *counter = c->r ? &c->r->blobs : &scratch;
+      return hex && cimg_strv_contains (c->l->blobs, d) ? NULL : "blob no image uses";
+    }
+  if (strcmp (dir, "images") == 0)
+    return hex && json_object_get (json_object_get (c->idx, "images"), d)
+               ? NULL
+               : "image record not in the index";
+  /* the store root */
+  return is_debris_name (name) ? "unfinished write" : NULL;
+}
+
 /* The sweep shared by gc and check: everything the live set does not reach is removed (fix)
    and reported as debris (problems). */
 static int
 sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct problems *pr,
        struct cimg_gc_report *r, cimg_error_t *err)
 {
-  struct dirent *e;
-  {
-    cleanup_dir DIR *d = open_dir (s, "ingest");
-    while (d && (e = readdir (d)))
-      {
-        if (e->d_name[0] == '.')
-          continue;
-        problem (pr, true, "ingest/%s: partial download or write", e->d_name);
-        if (r)
-          r->debris++;
-        if (drop (s, "ingest", e->d_name, fix, r, err) < 0)
-          return -1;
-      }
-  }
-  {
-    cleanup_dir DIR *d = open_dir (s, "layers");
-    while (d && (e = readdir (d)))
-      {
-        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
-          continue;
-        char chain[CIMG_DIGEST_BUFSIZE];
-        snprintf (chain, sizeof chain, "sha256:%.64s", e->d_name);
-        if (cimg_hex64_valid (e->d_name) && cimg_strv_contains (l->chains, chain))
-          continue;
-        bool tmp = !cimg_hex64_valid (e->d_name);
-        problem (pr, true, "layers/%s: %s", e->d_name,
-                 tmp ? "unfinished layer" : "layer no image uses");
-        if (r)
-          {
-            if (tmp)
-              r->debris++;
-            else
-              r->layers++;
-          }
-        if (drop (s, "layers", e->d_name, fix, r, err) < 0)
-          return -1;
-      }
-  }
-  {
-    cleanup_dir DIR *d = open_dir (s, "l");
-    while (d && (e = readdir (d)))
-      {
-        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
-          continue;
-        cleanup_free char *p = xasprintf ("l/%s/.", e->d_name);
-        struct stat st;
-        if (fstatat (s->dirfd, p, &st, 0) == 0 && S_ISDIR (st.st_mode))
-          continue;
-        problem (pr, true, "l/%s: link to a missing layer", e->d_name);
-        if (r)
-          r->debris++;
-        if (drop (s, "l", e->d_name, fix, r, err) < 0)
-          return -1;
-      }
-  }
-  {
-    cleanup_dir DIR *d = open_dir (s, "blobs/sha256");
-    while (d && (e = readdir (d)))
-      {
-        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
-          continue;
-        char dg[CIMG_DIGEST_BUFSIZE];
-        snprintf (dg, sizeof dg, "sha256:%.64s", e->d_name);
-        if (cimg_hex64_valid (e->d_name) && cimg_strv_contains (l->blobs, dg))
-          continue;
-        problem (pr, true, "blobs/sha256/%s: blob no image uses", e->d_name);
-        if (r)
-          r->blobs++;
-        if (drop (s, "blobs/sha256", e->d_name, fix, r, err) < 0)
-          return -1;
-      }
-  }
-  {
-    cleanup_dir DIR *d = open_dir (s, "images");
-    json_t *images = json_object_get (idx, "images");
-    while (d && (e = readdir (d)))
-      {
-        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
-          continue;
-        char id[CIMG_DIGEST_BUFSIZE];
-        snprintf (id, sizeof id, "sha256:%.64s", e->d_name);
-        if (cimg_hex64_valid (e->d_name) && json_object_get (images, id))
-          continue;
-        problem (pr, true, "images/%s: image record not in the index", e->d_name);
-        if (r)
-          r->debris++;
-        if (drop (s, "images", e->d_name, fix, r, err) < 0)
-          return -1;
-      }
-  }
-  {
-    cleanup_dir DIR *d = open_dir (s, ".");
-    while (d && (e = readdir (d)))
-      if (is_debris_name (e->d_name))
+  static const char *const dirs[] = { "ingest", "layers", "l", "blobs/sha256", "images", "." };
+  struct sweep_ctx c = { s, idx, l, r };
+  for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
+    {
+      cleanup_dir DIR *d = open_dir (s, dirs[i]);
+      struct dirent *e;
+      while (d && (e = readdir (d)))
         {
-          problem (pr, true, "%s: unfinished write", e->d_name);
-          if (r)
-            r->debris++;
-          if (drop (s, ".", e->d_name, fix, r, err) < 0)
+          if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+            continue;
+          size_t *counter;
+          const char *why = reason (&c, dirs[i], e->d_name, &counter);
+          if (why == NULL)
+            continue;
+          if (i + 1 == ARRAY_SIZE (dirs))
+            problem (pr, true, "%s: %s", e->d_name, why);
+          else
+            problem (pr, true, "%s/%s: %s", dirs[i], e->d_name, why);
+          (*counter)++;
+          if (drop (s, dirs[i], e->d_name, fix, r, err) < 0)
             return -1;
         }
-  }
+    }
   return 0;
 }
 
