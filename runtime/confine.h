@@ -1,0 +1,124 @@
+/* runtime confinement: cgroups (v1, v2 and hybrid behind one interface), capabilities and the
+   default seccomp profile. Used by the spawner (runtime/spawn.c) and, later, exec and stats. */
+#ifndef CIMG_RUNTIME_CONFINE_H
+#define CIMG_RUNTIME_CONFINE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "util/util.h"
+
+/* ---------------------------------------------------------------- cgroups */
+
+enum cimg_blkio_rate_kind
+{
+  CIMG_BLKIO_READ_BPS,
+  CIMG_BLKIO_WRITE_BPS,
+  CIMG_BLKIO_READ_IOPS,
+  CIMG_BLKIO_WRITE_IOPS,
+};
+/* One --device-read-bps /dev/vda:1m: the block device's numbers (from stat's st_rdev) and the
+   rate in bytes or operations per second. */
+struct cimg_blkio_rate
+{
+  enum cimg_blkio_rate_kind kind;
+  unsigned major, minor;
+  uint64_t rate;
+};
+
+struct cimg_limits
+{
+  int64_t memory;       /* bytes; 0: no limit */
+  int64_t memory_swap;  /* memory + swap in bytes; 0: as Docker (twice memory); -1: unlimited */
+  int64_t cpu_shares;   /* relative weight (v1 shares, mapped to v2 cpu.weight); 0: default */
+  int64_t cpu_quota;    /* microseconds per period; 0: none */
+  int64_t cpu_period;   /* microseconds; 0: 100000 */
+  int64_t pids_limit;   /* 0 or -1: none */
+  int64_t blkio_weight; /* 10..1000; 0: default */
+
+  /* Zero (or NULL) means unset for these too, so that { 0 } means "no limit" throughout. */
+  int64_t memory_reservation; /* bytes, soft limit (--memory-reservation); 0: none */
+  bool memory_swappiness_set; /* --memory-swappiness given (0 is a valid value) */
+  int64_t memory_swappiness;  /* 0..100; v1 only: cgroup v2 has no such knob (ignored) */
+  bool oom_kill_disable;      /* v1 only: cgroup v2 has no such knob (ignored) */
+  const char *cpuset_cpus;    /* "0-2,4" (--cpuset-cpus); NULL: the parent's */
+  const char *cpuset_mems;    /* --cpuset-mems; NULL: the parent's */
+  const struct cimg_blkio_rate *blkio_rates; /* --device-{read,write}-{bps,iops} */
+  size_t n_blkio_rates;
+};
+
+struct cimg_cgroup;
+
+/* "v1", "v2" or "hybrid" (v1 controllers with a cgroup2 mount, as on these machines): read once
+   from /proc/self/mountinfo. */
+const char *cimg_cgroup_mode (void);
+
+/* Create the container's cgroup(s) under a cimg-owned parent ("cimg/<id>" in each hierarchy,
+   never below the caller's own cgroup) and write the limits. Enables the controllers it needs
+   on v2 (cgroup.subtree_control). Errors name the file and the value that was refused. */
+struct cimg_cgroup *cimg_cgroup_create (const char *id, const struct cimg_limits *l,
+                                        cimg_error_t *err);
+/* Reopen an existing container's cgroup (for stats, exec, rm). */
+struct cimg_cgroup *cimg_cgroup_open (const char *id, cimg_error_t *err);
+/* Move pid into the cgroup (every hierarchy). */
+int cimg_cgroup_add_pid (struct cimg_cgroup *cg, pid_t pid, cimg_error_t *err);
+/* An O_DIRECTORY fd of the v2 cgroup for clone3(CLONE_INTO_CGROUP), or -1 on v1/hybrid. Owned
+   by cg (do not close it); valid until cimg_cgroup_destroy or cimg_cgroup_free. */
+int cimg_cgroup_fd (struct cimg_cgroup *cg);
+
+/* A devices cgroup rule, as Docker's --device-cgroup-rule "c 1:3 rwm". */
+struct cimg_device_rule
+{
+  char type;          /* 'c', 'b', or 'a' (every device) */
+  int64_t major;      /* -1: any */
+  int64_t minor;      /* -1: any */
+  const char *access; /* a subset of "rwm": read, write, mknod */
+};
+/* Limit the devices the container may open or create to Docker's default allow-list (mknod of
+   any node; rwm on null, zero, full, random, urandom, tty, console, ptmx, the pts, tun) plus
+   extra (--device, --device-cgroup-rule): a device node shipped in an image cannot be opened.
+   Call after create and before the first process joins; not for --privileged. v1/hybrid: the
+   devices hierarchy; v2: a BPF_CGROUP_DEVICE program attached to the cgroup. */
+int cimg_cgroup_set_devices (struct cimg_cgroup *cg, const struct cimg_device_rule *extra,
+                             size_t n_extra, cimg_error_t *err);
+
+struct cimg_cgroup_stats
+{
+  int64_t memory_usage, memory_limit; /* bytes; limit 0 when unlimited */
+  int64_t pids;
+  int64_t cpu_usage_ns;
+  bool oom_killed; /* the OOM killer killed a process of the cgroup */
+};
+int cimg_cgroup_stats (struct cimg_cgroup *cg, struct cimg_cgroup_stats *st, cimg_error_t *err);
+/* Kill every process left in it (SIGKILL; freezer where available so none escapes by forking),
+   wait until it is empty, and remove its directories. */
+int cimg_cgroup_destroy (struct cimg_cgroup *cg, cimg_error_t *err);
+void cimg_cgroup_free (struct cimg_cgroup *cg);
+
+/* ---------------------------------------------------------------- capabilities */
+
+/* Docker's default capability set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID
+   SETFCAP SETPCAP NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE (names "CAP_…"). */
+char **cimg_caps_default (void);
+/* The default set with --cap-add/--cap-drop applied ("ALL" allowed in both; names with or
+   without "CAP_", any case). An unknown name is an error that names it. */
+char **cimg_caps_resolve (char *const *add, char *const *drop, cimg_error_t *err);
+/* In the container's process, just before execve, after setgroups/setgid/setuid (with
+   PR_SET_KEEPCAPS set before setuid, else the kernel empties the permitted set): make keep the
+   bounding, permitted and effective sets, dropping every other capability; the inheritable and
+   ambient sets end empty, as in Docker since CVE-2022-24769. Capabilities the calling process
+   does not hold itself are left out (they cannot be granted; this VM lacks CAP_SYS_RESOURCE). */
+int cimg_caps_apply (char *const *keep, cimg_error_t *err);
+
+/* ---------------------------------------------------------------- seccomp */
+
+/* Load Docker's default seccomp profile for this architecture into the calling process (the
+   container's, after PR_SET_NO_NEW_PRIVS, or before the capabilities are dropped while
+   CAP_SYS_ADMIN is still held, as runc does without no-new-privileges; the kernel refuses the
+   filter otherwise): an allow-list, the rest failing with EPERM (ENOSYS for syscalls newer than
+   the list, so that libc falls back), with the conditional rules that depend on the
+   capabilities in caps (e.g. CAP_SYS_ADMIN) and on clone flags (no new namespaces). On x86-64
+   the i386 and x32 entry points are filtered too. */
+int cimg_seccomp_apply_default (char *const *caps, cimg_error_t *err);
+
+#endif
