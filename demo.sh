@@ -1,8 +1,11 @@
 #!/bin/bash
-# A tour of cimg on a fresh Debian 12 machine, as root: install the packages, build cimg, make a
-# busybox image from a rootfs, import it, look at it, save it and load it into a second store.
-# Every command is printed before it runs. Nothing outside a temp dir is touched, except the
-# packages and the build tree (_build, or $CIMG_BUILD_DIR). CIMG_DEMO_KEEP=1 keeps the temp dir.
+# The main job of cimg on an embedded default, on a fresh Debian 12 machine as root: install the
+# packages, build cimg, start a docker-registry on 127.0.0.1, put a small busybox image there
+# with peers (umoci makes it, skopeo pushes it), then with cimg: pull it, list and inspect it,
+# run containers from it (with limits), push it back under another name, save it and load it into
+# a second store, and check both stores. Every command is printed before it runs. Nothing
+# outside a temp dir is touched but the packages and the build tree (_build, or
+# $CIMG_BUILD_DIR); the registry is stopped at the end. CIMG_DEMO_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,11 +20,16 @@ show() {
 
 show bash "$src/tests/setup.sh"
 show cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-show cmake --build "$build" -j"$(nproc)"
+show cmake --build "$build" -j"$(nproc)" --target cimg
 cimg=$build/cimg
 
 work=$(mktemp -d /tmp/cimg-demo.XXXXXX)
+registry_pid=
 cleanup() {
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   if [ "${CIMG_DEMO_KEEP:-0}" == 1 ]; then
     echo "kept $work"
   else
@@ -33,39 +41,79 @@ root1=$work/root1
 root2=$work/root2
 
 echo
-echo "# A busybox rootfs: the static busybox and one symlink per applet."
-rootfs=$work/rootfs
-show mkdir -p "$rootfs/bin" "$rootfs/etc"
-show cp /bin/busybox "$rootfs/bin/busybox"
-# shellcheck disable=SC2016 # the loop is shown, not run, here
-printf '\n$ for a in $(%q --list); do ln -s busybox %q/bin/$a; done\n' "$rootfs/bin/busybox" "$rootfs"
+echo "# A registry on loopback (docker-registry, the Debian package)."
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry/storage}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$port}
+EOF
+docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 100); do
+  if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+    "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+registry=127.0.0.1:$port
+echo "docker-registry (pid $registry_pid) on $registry"
+
+echo
+echo "# A small image, made by peers: a busybox-static rootfs, packed by umoci, pushed by skopeo."
+rootfs=$work/bundle/rootfs
+show umoci init --layout "$work/oci"
+show umoci new --image "$work/oci:busybox"
+show umoci unpack --image "$work/oci:busybox" "$work/bundle"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+cp /bin/busybox "$rootfs/bin/busybox"
 for a in $("$rootfs/bin/busybox" --list); do
   [ "$a" == busybox ] || ln -s busybox "$rootfs/bin/$a"
 done
-printf '\n$ printf ... > %q/etc/passwd; printf ... > %q/etc/group\n' "$rootfs" "$rootfs"
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$rootfs/etc/group"
-show tar -C "$rootfs" -cf "$work/busybox.tar" .
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+echo "(busybox and $(ls "$rootfs/bin" | wc -l) applet links in $rootfs)"
+show umoci repack --image "$work/oci:busybox" "$work/bundle"
+show umoci config --image "$work/oci:busybox" --config.cmd=/bin/sh
+show skopeo copy --quiet --dest-tls-verify=false "oci:$work/oci:busybox" "docker://$registry/demo/busybox:1"
 
 echo
-echo "# Import it into a store of its own ($root1) and look at it."
-show "$cimg" --root "$root1" import "$work/busybox.tar" busybox:demo
+echo "# cimg: pull it into a store of its own, list it, inspect it."
+show "$cimg" --root "$root1" pull "$registry/demo/busybox:1"
 show "$cimg" --root "$root1" images
-show "$cimg" --root "$root1" inspect busybox:demo
-show "$cimg" --root "$root1" history busybox:demo
+show "$cimg" --root "$root1" inspect "$registry/demo/busybox:1"
+show "$cimg" --root "$root1" history "$registry/demo/busybox:1"
 
 echo
-echo "# Save it as a docker-archive (+ OCI layout) and load that into a second store."
-show "$cimg" --root "$root1" save -o "$work/busybox-demo.tar" busybox:demo
-show tar -tf "$work/busybox-demo.tar"
-show "$cimg" --root "$root2" load -i "$work/busybox-demo.tar"
+echo "# Run containers: namespaced, cgroup-limited, on an overlay of the image's layers."
+show "$cimg" --root "$root1" run --rm "$registry/demo/busybox:1" echo "hello from a cimg container"
+show "$cimg" --root "$root1" run --rm --hostname demo -m 64m --pids-limit 50 \
+  "$registry/demo/busybox:1" sh -c 'echo "pid $$ on $(hostname)"; grep CapEff /proc/self/status; ip -o link'
+show "$cimg" --root "$root1" run --name demo1 "$registry/demo/busybox:1" sh -c 'echo written > /tmp/f; exit 3' ||
+  echo "(exit status $?, as the command's)"
+show "$cimg" --root "$root1" ps -a
+show "$cimg" --root "$root1" rm demo1
+
+echo
+echo "# Push it back under another name; skopeo reads what cimg wrote."
+show "$cimg" --root "$root1" tag "$registry/demo/busybox:1" "$registry/demo/copy:1"
+show "$cimg" --root "$root1" push "$registry/demo/copy:1"
+show skopeo inspect --tls-verify=false "docker://$registry/demo/copy:1"
+
+echo
+echo "# Save it (docker-archive + OCI layout in one tar) and load that into a second store."
+show "$cimg" --root "$root1" save -o "$work/busybox.tar" "$registry/demo/busybox:1"
+show "$cimg" --root "$root2" load -i "$work/busybox.tar"
 show "$cimg" --root "$root2" images --no-trunc
 
 echo
 echo "# Both stores are consistent."
 show "$cimg" --root "$root1" system check
 show "$cimg" --root "$root2" system check
-show "$cimg" --root "$root2" system df
+show "$cimg" --root "$root1" system df
 
 echo
 echo "demo: done"

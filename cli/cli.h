@@ -59,5 +59,14 @@ int cmd_system_prune (struct cli *c, int argc, char **argv);
 int cmd_import (struct cli *c, int argc, char **argv);
 int cmd_save (struct cli *c, int argc, char **argv);
 int cmd_load (struct cli *c, int argc, char **argv);
+/* cli/registry.c */
+int cmd_pull (struct cli *c, int argc, char **argv);
+int cmd_push (struct cli *c, int argc, char **argv);
+int cmd_login (struct cli *c, int argc, char **argv);
+int cmd_logout (struct cli *c, int argc, char **argv);
+/* cli/run.c */
+int cmd_run (struct cli *c, int argc, char **argv);
+int cmd_ps (struct cli *c, int argc, char **argv);
+int cmd_rm (struct cli *c, int argc, char **argv);
 
 #endif

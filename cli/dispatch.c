@@ -149,6 +149,69 @@ static const struct cli_command top_commands[] = {
     "Load an image from a tar archive (docker-archive or OCI layout, plain or compressed)\n\n"
     "Options:\n  -i, --input string   Read from tar archive file, instead of STDIN\n"
     "  -q, --quiet          Suppress the load output\n" },
+  { "pull", cmd_pull, "cimg pull [OPTIONS] NAME[:TAG|@DIGEST]",
+    "Download an image from a registry\n\nOptions:\n"
+    "      --max-concurrent-downloads int   Layers downloaded at once (default 3)\n"
+    "      --platform string                os/arch[/variant] (default: this machine's)\n"
+    "  -q, --quiet                          Print only the reference\n" },
+  { "push", cmd_push, "cimg push [OPTIONS] NAME[:TAG] [DESTINATION]",
+    "Upload an image to a registry\n\nOptions:\n"
+    "  -q, --quiet   Print only the digest\n" },
+  { "login", cmd_login, "cimg login [OPTIONS] [SERVER]",
+    "Log in to a registry (credentials are checked, then kept in ~/.docker/config.json)\n\n"
+    "Options:\n  -p, --password string   Password\n      --password-stdin    Take the "
+    "password from stdin\n  -u, --username string   Username\n" },
+  { "logout", cmd_logout, "cimg logout [SERVER]", "Log out from a registry\n" },
+  { "run", cmd_run, "cimg run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+    "Run a command in a new container\n\nOptions:\n"
+    "      --blkio-weight uint16       Block IO (relative weight), between 10 and 1000\n"
+    "      --cap-add list              Add Linux capabilities\n"
+    "      --cap-drop list             Drop Linux capabilities\n"
+    "      --cidfile string            Write the container ID to the file\n"
+    "      --cpu-period int            CPU CFS period (microseconds)\n"
+    "      --cpu-quota int             CPU CFS quota (microseconds)\n"
+    "  -c, --cpu-shares int            CPU shares (relative weight)\n"
+    "      --cpus decimal              Number of CPUs\n"
+    "      --cpuset-cpus string        CPUs in which to allow execution (0-3, 0,1)\n"
+    "      --cpuset-mems string        MEMs in which to allow execution (0-3, 0,1)\n"
+    "      --device list               Add a host device (HOST[:CTR[:PERMS]])\n"
+    "      --device-read-bps list      Limit read rate (bytes per second) from a device\n"
+    "      --device-read-iops list     Limit read rate (IO per second) from a device\n"
+    "      --device-write-bps list     Limit write rate (bytes per second) to a device\n"
+    "      --device-write-iops list    Limit write rate (IO per second) to a device\n"
+    "      --entrypoint string         Overwrite the default ENTRYPOINT of the image\n"
+    "  -e, --env list                  Set environment variables\n"
+    "      --env-file list             Read in a file of environment variables\n"
+    "      --group-add list            Add additional groups to join\n"
+    "  -h, --hostname string           Container host name\n"
+    "  -i, --interactive               Keep STDIN open\n"
+    "      --kernel-memory bytes       Accepted and ignored (deprecated)\n"
+    "  -m, --memory bytes              Memory limit\n"
+    "      --memory-reservation bytes  Memory soft limit\n"
+    "      --memory-swap bytes         Memory + swap limit (-1: unlimited swap)\n"
+    "      --memory-swappiness int     Tune container memory swappiness (0 to 100)\n"
+    "      --name string               Assign a name to the container\n"
+    "      --network string            none, host, or default (own namespace, lo up)\n"
+    "      --oom-kill-disable          Disable OOM Killer\n"
+    "      --pids-limit int            Tune container pids limit (-1 for unlimited)\n"
+    "      --privileged                Give extended privileges to this container\n"
+    "      --read-only                 Mount the container's root filesystem as read only\n"
+    "      --rm                        Automatically remove the container when it exits\n"
+    "      --security-opt list         no-new-privileges, seccomp=unconfined\n"
+    "      --shm-size bytes            Size of /dev/shm (default 64m)\n"
+    "  -t, --tty                       Allocate a pseudo-TTY\n"
+    "      --tmpfs list                Mount a tmpfs directory (PATH[:OPTIONS])\n"
+    "      --ulimit ulimit             Ulimit options (NAME=SOFT[:HARD])\n"
+    "  -u, --user string               Username or UID (format: <name|uid>[:<group|gid>])\n"
+    "  -v, --volume list               Bind mount a host path (HOST:CTR[:ro])\n"
+    "  -w, --workdir string            Working directory inside the container\n" },
+  { "ps", cmd_ps, "cimg ps [OPTIONS]",
+    "List containers\n\nOptions:\n  -a, --all        Show all containers (default shows just "
+    "running)\n      --no-trunc   Don't truncate output\n  -q, --quiet      Only display "
+    "container IDs\n" },
+  { "rm", cmd_rm, "cimg rm [OPTIONS] CONTAINER [CONTAINER...]",
+    "Remove one or more containers\n\nOptions:\n  -f, --force   Force the removal of a "
+    "running container (uses SIGKILL)\n" },
   { "version", cmd_version, "cimg version", "Show the cimg version\n" },
   { NULL, NULL, NULL, NULL },
 };

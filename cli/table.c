@@ -9,6 +9,16 @@ struct table
   char **cells; /* row-major */
 };
 
+/* Display width: one column per UTF-8 code point (COMMAND may end in "…"). */
+static size_t
+width (const char *s)
+{
+  size_t n = 0;
+  for (; *s; s++)
+    n += ((unsigned char)*s & 0xc0) != 0x80;
+  return n;
+}
+
 struct table *
 table_new (size_t ncols)
 {
@@ -43,7 +53,7 @@ table_print (struct table *t, FILE *out)
       w[c] = 10;
       for (size_t r = 0; r < t->nrows; r++)
         {
-          size_t len = strlen (t->cells[r * t->ncols + c]) + 3;
+          size_t len = width (t->cells[r * t->ncols + c]) + 3;
           if (len > w[c])
             w[c] = len;
         }

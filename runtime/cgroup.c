@@ -15,7 +15,9 @@
      and gives what v1 lacks — cgroup.kill (Linux 5.14) to kill every process of the container
      in one atomic step at teardown, and a "0::/cimg/<id>" line in /proc/PID/cgroup that tools
      expect. Nothing is limited there. cimg_cgroup_fd still answers -1 in hybrid mode, since a
-     clone3 CLONE_INTO_CGROUP into the unified cgroup would leave the v1 hierarchies unjoined.
+     clone3 CLONE_INTO_CGROUP into the unified cgroup would leave the v1 hierarchies unjoined;
+     cimg_cgroup_join_prepare gives both halves (the unified directory for clone3, the v1
+     "tasks" files for the child to join by itself).
 
    The cimg/ parents sit at the top of each hierarchy as mounted (never below the caller's own
    cgroup, which on this VM is a memory cgroup of the session with limits of its own). On v2,
@@ -935,6 +937,74 @@ cimg_cgroup_add_pid (struct cimg_cgroup *cg, pid_t pid, cimg_error_t *err)
   for (int i = 0; i < cg->n; i++)
     if (write_knob_int (cg->d[i].path, "cgroup.procs", pid, false, err) < 0)
       return -1;
+  return 0;
+}
+
+void
+cimg_cgroup_join_clear (struct cimg_cgroup_join *j)
+{
+  if (j->into_fd >= 0)
+    close (j->into_fd);
+  j->into_fd = -1;
+  for (int i = 0; i < j->n; i++)
+    close (j->tasks[i]);
+  j->n = 0;
+}
+
+int
+cimg_cgroup_join_prepare (struct cimg_cgroup *cg, struct cimg_cgroup_join *j, cimg_error_t *err)
+{
+  j->into_fd = -1;
+  j->n = 0;
+  for (int i = 0; i < cg->n; i++)
+    {
+      if (cg->d[i].v2)
+        {
+          if (j->into_fd < 0)
+            j->into_fd = open (cg->d[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+          if (j->into_fd < 0)
+            {
+              cimg_error_sys (err, "cgroup: open %s", cg->d[i].path);
+              cimg_cgroup_join_clear (j);
+              return -1;
+            }
+          continue;
+        }
+      if (j->n == (int)ARRAY_SIZE (j->tasks))
+        break; /* cannot happen: MAX_HIER v1 directories at most */
+      cleanup_free char *path = xasprintf ("%s/tasks", cg->d[i].path);
+      int fd = open (path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0)
+        {
+          cimg_error_sys (err, "cgroup: open %s", path);
+          cimg_cgroup_join_clear (j);
+          return -1;
+        }
+      j->tasks[j->n++] = fd;
+    }
+  return 0;
+}
+
+/* "0" is the writer itself, and a thread moving itself through a v1 "tasks" file skips the
+   global cgroup_threadgroup_rwsem (the kernel's single-thread migration path), whose write
+   side waits for an RCU grace period: 5–15 ms on this VM for cimg's write of a pid to
+   cgroup.procs, ~0.3 ms for the eight self-moves. The caller is single-threaded, so moving
+   the thread moves the process. */
+int
+cimg_cgroup_join_self (struct cimg_cgroup_join *j, cimg_error_t *err)
+{
+  for (int i = 0; i < j->n; i++)
+    {
+      ssize_t n;
+      do
+        n = write (j->tasks[i], "0", 1);
+      while (n < 0 && errno == EINTR);
+      if (n != 1)
+        return cimg_error_sys (err, "cgroup: join the container's cgroup");
+      close (j->tasks[i]);
+      j->tasks[i] = -1;
+    }
+  j->n = 0;
   return 0;
 }
 

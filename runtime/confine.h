@@ -66,6 +66,27 @@ int cimg_cgroup_add_pid (struct cimg_cgroup *cg, pid_t pid, cimg_error_t *err);
    by cg (do not close it); valid until cimg_cgroup_destroy or cimg_cgroup_free. */
 int cimg_cgroup_fd (struct cimg_cgroup *cg);
 
+/* A process joining the cgroup by itself, without cimg writing its pid anywhere (which on v1
+   waits for an RCU grace period, 5–15 ms): the unified directory, when there is one (v2,
+   hybrid), for clone3 CLONE_INTO_CGROUP, and the "tasks" file of each v1 hierarchy, which the
+   new process writes "0" to. */
+struct cimg_cgroup_join
+{
+  int into_fd;   /* O_DIRECTORY fd of the unified cgroup; -1: none (v1) */
+  int tasks[16]; /* O_WRONLY fds of the v1 hierarchies' tasks files */
+  int n;
+};
+/* Open them (O_CLOEXEC), in cimg before clone. Call after cimg_cgroup_set_devices, which may
+   add the devices hierarchy. On error *j holds nothing. */
+int cimg_cgroup_join_prepare (struct cimg_cgroup *cg, struct cimg_cgroup_join *j,
+                              cimg_error_t *err);
+/* In the new, single-threaded process: move itself into each v1 hierarchy's cgroup (the
+   unified one it entered at clone3, or cimg adds it with cimg_cgroup_add_pid). Closes the
+   tasks fds. Allocates nothing. */
+int cimg_cgroup_join_self (struct cimg_cgroup_join *j, cimg_error_t *err);
+/* Close what is left open. */
+void cimg_cgroup_join_clear (struct cimg_cgroup_join *j);
+
 /* A devices cgroup rule, as Docker's --device-cgroup-rule "c 1:3 rwm". */
 struct cimg_device_rule
 {
@@ -120,5 +141,26 @@ int cimg_caps_apply (char *const *keep, cimg_error_t *err);
    capabilities in caps (e.g. CAP_SYS_ADMIN) and on clone flags (no new namespaces). On x86-64
    the i386 and x32 entry points are filtered too. */
 int cimg_seccomp_apply_default (char *const *caps, cimg_error_t *err);
+
+/* The same profile in two steps, so that the container's process only loads it:
+   cimg_seccomp_prepare in cimg (before clone), cimg_seccomp_load in the child (where
+   cimg_seccomp_apply_default would be called). */
+struct cimg_seccomp_prog;
+
+/* The compiled profile for caps (an unknown name is an error naming it). With store_dirfd >= 0
+   it is taken from, or compiled once into, <store>/seccomp/<sha256 of the key>.bpf (key:
+   profile version, libseccomp version, architecture, kernel >= 4.8, the capabilities the profile
+   depends on); a file that fails a check (size, header, key, checksum, owner) is recompiled and
+   replaced, never loaded, and a store that cannot keep the file (read-only, full) is no error.
+   -1: no cache. On success *out is the caller's (cimg_seccomp_prog_free); it may be inherited
+   across fork or clone. */
+int cimg_seccomp_prepare (int store_dirfd, char *const *caps, struct cimg_seccomp_prog **out,
+                          cimg_error_t *err);
+/* Load p into the calling process, with the same preconditions as cimg_seccomp_apply_default
+   (NO_NEW_PRIVS or CAP_SYS_ADMIN). Makes two system calls and allocates nothing. */
+int cimg_seccomp_load (const struct cimg_seccomp_prog *p, cimg_error_t *err);
+void cimg_seccomp_prog_free (struct cimg_seccomp_prog *p);
+void cimg_seccomp_prog_freep (struct cimg_seccomp_prog **p);
+#define cleanup_seccomp_prog __attribute__ ((cleanup (cimg_seccomp_prog_freep)))
 
 #endif

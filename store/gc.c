@@ -128,13 +128,14 @@ struct sweep_ctx
   json_t *idx;
   struct live *l;
   struct cimg_gc_report *r;
+  size_t scratch; /* the counter when there is no report to count in */
 };
 
 static const char *
 reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter)
 {
-  size_t scratch;
-  size_t *debris = c->r ? &c->r->debris : &scratch;
+  size_t *scratch = &c->scratch;
+  size_t *debris = c->r ? &c->r->debris : scratch;
   char d[CIMG_DIGEST_BUFSIZE];
   snprintf (d, sizeof d, "sha256:%.64s", name);
   bool hex = cimg_hex64_valid (name);
@@ -145,7 +146,7 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
     {
       if (!hex)
         return "unfinished layer";
-      *counter = c->r ? &c->r->layers : &scratch;
+      *counter = c->r ? &c->r->layers : scratch;
       return cimg_strv_contains (c->l->chains, d) ? NULL : "layer no image uses";
     }
   if (strcmp (dir, "l") == 0)
@@ -157,7 +158,7 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
     }
   if (strcmp (dir, "blobs/sha256") == 0)
     {
-      *counter = c->r ? &c->r->blobs : &scratch;
+      *counter = c->r ? &c->r->blobs : scratch;
       return hex && cimg_strv_contains (c->l->blobs, d) ? NULL : "blob no image uses";
     }
   if (strcmp (dir, "images") == 0)
@@ -175,7 +176,7 @@ sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct probl
        struct cimg_gc_report *r, cimg_error_t *err)
 {
   static const char *const dirs[] = { "ingest", "layers", "l", "blobs/sha256", "images", "." };
-  struct sweep_ctx c = { s, idx, l, r };
+  struct sweep_ctx c = { s, idx, l, r, 0 };
   for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
     {
       cleanup_dir DIR *d = open_dir (s, dirs[i]);

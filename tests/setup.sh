@@ -13,9 +13,11 @@ packages=(
   # tests and checks
   libcmocka-dev clang-format
   # peers that make and read the fixtures of the integration tests
-  skopeo umoci busybox-static docker-registry
+  skopeo umoci busybox-static docker-registry runc
   # the test harness
   jq python3 ca-certificates util-linux
+  # registry tests (htpasswd for basic auth) and bench/pull.sh (bc, /usr/bin/time)
+  apache2-utils bc time curl
   # bench/
   hyperfine
 )

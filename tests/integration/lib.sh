@@ -320,7 +320,7 @@ http_status() {
 
 # start_registry [HTPASSWD_FILE]: a docker-registry on 127.0.0.1 with a free port, its config
 # and storage in $TEST_TMP/registry. Exports REGISTRY=127.0.0.1:PORT, REGISTRY_PID and
-# REGISTRY_STORAGE (the directory with docker/registry/v2/…). With HTPASSWD_FILE it asks for
+# REGISTRY_STORAGE (the directory with docker/registry/v2/…), as shell variables. With HTPASSWD_FILE it asks for
 # basic auth (realm basic-realm).
 start_registry() {
   local htpasswd=${1:-} dir="$TEST_TMP/registry" attempt port pid status
@@ -346,7 +346,9 @@ start_registry() {
       kill -0 "$pid" 2>/dev/null || break
       status=$(http_status 127.0.0.1 "$port" /v2/)
       if [ "$status" == 200 ] || { [ -n "$htpasswd" ] && [ "$status" == 401 ]; }; then
-        export REGISTRY="127.0.0.1:$port" REGISTRY_PID=$pid REGISTRY_STORAGE="$dir/storage"
+        # Not exported: docker-registry reads every REGISTRY_* variable in its environment as
+        # configuration, so a second registry started later would take these for settings.
+        REGISTRY="127.0.0.1:$port" REGISTRY_PID=$pid REGISTRY_STORAGE="$dir/storage"
         log "docker-registry (pid $pid) on $REGISTRY"
         return 0
       fi

@@ -9,11 +9,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -467,6 +469,77 @@ test_add_pid_and_stats (void **state)
   cimg_cgroup_free (cg);
 }
 
+/* The spawner's way in: the child is created in the unified cgroup by clone3 CLONE_INTO_CGROUP
+   (v2, hybrid) and moves itself into every v1 hierarchy, the devices one included; nobody
+   writes its pid anywhere. */
+static void
+test_join_self (void **state)
+{
+  skip_unless_root ();
+  struct fixture *f = *state;
+  cimg_error_t err = { 0 };
+  struct cimg_limits l = { .pids_limit = 32 };
+  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
+  if (cg == NULL)
+    fail_msg ("create: %s", err.msg);
+  if (cimg_cgroup_set_devices (cg, NULL, 0, &err) < 0)
+    fail_msg ("devices: %s", err.msg);
+  struct cimg_cgroup_join j = { .into_fd = -1 };
+  if (cimg_cgroup_join_prepare (cg, &j, &err) < 0)
+    fail_msg ("join_prepare: %s", err.msg);
+  assert_int_equal (j.into_fd >= 0, strcmp (cimg_cgroup_mode (), "v1") != 0);
+  assert_int_equal (j.n > 0, v1_layout (f));
+
+  pid_t pid = -1;
+  if (j.into_fd >= 0)
+    {
+      struct clone_args ca
+          = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)j.into_fd };
+      pid = (pid_t)syscall (SYS_clone3, &ca, sizeof ca);
+      if (pid < 0 && errno == ENOSYS)
+        skip ();
+    }
+  else
+    pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0)
+    {
+      cimg_error_t cerr = { 0 };
+      char r = cimg_cgroup_join_self (&j, &cerr) == 0 ? 'y' : 'n';
+      if (write (f->done[1], &r, 1) != 1)
+        _exit (4);
+      for (;;)
+        pause ();
+    }
+  f->kids[f->nkids++] = pid;
+  cimg_cgroup_join_clear (&j);
+  assert_int_equal (j.into_fd, -1);
+  assert_int_equal (j.n, 0);
+  char r;
+  assert_int_equal (read (f->done[0], &r, 1), 1);
+  assert_int_equal (r, 'y');
+
+  cleanup_free char *proc_name = xasprintf ("%d/cgroup", (int)pid);
+  cleanup_free char *proc_cg = read_file ("/proc", proc_name);
+  cleanup_free char *want_path = xasprintf ("/cimg/%s", f->id);
+  if (v1_layout (f))
+    {
+      static const char *const ctls[] = { "memory", "pids", "freezer", "devices" };
+      for (size_t i = 0; i < ARRAY_SIZE (ctls); i++)
+        {
+          cleanup_free char *want = xasprintf (":%s:%s\n", ctls[i], want_path);
+          if (strstr (proc_cg, want) == NULL)
+            fail_msg ("not in %s%s: %s", ctls[i], want_path, proc_cg);
+        }
+    }
+  if (strcmp (cimg_cgroup_mode (), "v1") != 0)
+    {
+      cleanup_free char *want = xasprintf ("0::%s", want_path);
+      assert_true (line_in (proc_cg, want));
+    }
+  cimg_cgroup_free (cg);
+}
+
 /* Stats must see memory the child charges after it joined. */
 static void
 test_memory_usage_grows (void **state)
@@ -909,6 +982,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_limits_readback, setup, teardown),
     cmocka_unit_test_setup_teardown (test_more_limits_readback, setup, teardown),
     cmocka_unit_test_setup_teardown (test_add_pid_and_stats, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_join_self, setup, teardown),
     cmocka_unit_test_setup_teardown (test_memory_usage_grows, setup, teardown),
     cmocka_unit_test_setup_teardown (test_oom_kill, setup, teardown),
     cmocka_unit_test_setup_teardown (test_destroy_kills_everything, setup, teardown),

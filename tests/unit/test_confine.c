@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -416,10 +419,20 @@ struct report
   int res[P_COUNT];
 };
 
+/* The profile for caps as the probe children load it: compiled in the child by
+   cimg_seccomp_apply_default (prog NULL), or prepared by the test (the parent, as cimg before
+   clone) and only loaded in the child. */
+static int
+apply (const struct cimg_seccomp_prog *prog, char **caps, cimg_error_t *err)
+{
+  return prog ? cimg_seccomp_load (prog, err) : cimg_seccomp_apply_default (caps, err);
+}
+
 /* In a child: optionally NO_NEW_PRIVS, optionally cimg_caps_apply(drop_to), optionally the
-   profile with caps (before the caps are dropped when seccomp_first), then the probes. */
+   profile with caps or prog (before the caps are dropped when seccomp_first), then the probes. */
 static struct report
-probe_child_ordered (bool nnp, char **drop_to, bool filter, char **caps, bool seccomp_first)
+probe_child_full (bool nnp, char **drop_to, bool filter, char **caps, bool seccomp_first,
+                  const struct cimg_seccomp_prog *prog)
 {
   int p[2];
   assert_int_equal (pipe2 (p, O_CLOEXEC), 0);
@@ -435,7 +448,7 @@ probe_child_ordered (bool nnp, char **drop_to, bool filter, char **caps, bool se
           rep.setup = -1;
           snprintf (rep.msg, sizeof rep.msg, "no_new_privs: %s", strerror (errno));
         }
-      else if (filter && seccomp_first && cimg_seccomp_apply_default (caps, &err) < 0)
+      else if (filter && seccomp_first && apply (prog, caps, &err) < 0)
         {
           rep.setup = -1;
           snprintf (rep.msg, sizeof rep.msg, "%s", err.msg);
@@ -445,7 +458,7 @@ probe_child_ordered (bool nnp, char **drop_to, bool filter, char **caps, bool se
           rep.setup = -1;
           snprintf (rep.msg, sizeof rep.msg, "%s", err.msg);
         }
-      else if (filter && !seccomp_first && cimg_seccomp_apply_default (caps, &err) < 0)
+      else if (filter && !seccomp_first && apply (prog, caps, &err) < 0)
         {
           rep.setup = -1;
           snprintf (rep.msg, sizeof rep.msg, "%s", err.msg);
@@ -468,9 +481,35 @@ probe_child_ordered (bool nnp, char **drop_to, bool filter, char **caps, bool se
 }
 
 static struct report
+probe_child_ordered (bool nnp, char **drop_to, bool filter, char **caps, bool seccomp_first)
+{
+  return probe_child_full (nnp, drop_to, filter, caps, seccomp_first, NULL);
+}
+
+static struct report
 probe_child (bool nnp, char **drop_to, bool filter, char **caps)
 {
   return probe_child_ordered (nnp, drop_to, filter, caps, false);
+}
+
+/* Under NO_NEW_PRIVS, the prepared program. */
+static struct report
+probe_prog (const struct cimg_seccomp_prog *prog)
+{
+  struct report r = probe_child_full (true, NULL, true, NULL, false, prog);
+  if (r.setup != 0)
+    fail_msg ("%s", r.msg);
+  return r;
+}
+
+/* Every probe gave the same result under both filters. */
+static void
+expect_same (const struct report *want, const struct report *got, const char *what)
+{
+  for (int i = 0; i < P_COUNT; i++)
+    if (want->res[i] != got->res[i])
+      fail_msg ("%s: %s: got %d, the direct load gave %d", what, probe_names[i], got->res[i],
+                want->res[i]);
 }
 
 static void
@@ -536,6 +575,28 @@ test_seccomp_default (void **state)
       expect (&f, P_I386_UNSHARE, EPERM);
     }
 #endif
+
+  /* Prepared in this process (as cimg does before clone), loaded in the child: the same
+     answer to every probe, without a cache and from one. */
+  cimg_error_t err = { 0 };
+  cleanup_seccomp_prog struct cimg_seccomp_prog *nocache = NULL, *miss = NULL, *hit = NULL;
+  assert_int_equal (cimg_seccomp_prepare (-1, caps, &nocache, &err), 0);
+  struct report g = probe_prog (nocache);
+  expect_same (&f, &g, "prepared without a cache");
+  char dir[] = "/tmp/cimg-test-seccomp.XXXXXX";
+  assert_non_null (mkdtemp (dir));
+  int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (dfd >= 0);
+  int r1 = cimg_seccomp_prepare (dfd, caps, &miss, &err);
+  int r2 = cimg_seccomp_prepare (dfd, caps, &hit, &err);
+  close (dfd);
+  struct report m = r1 == 0 ? probe_prog (miss) : f;
+  struct report h = r2 == 0 ? probe_prog (hit) : f;
+  cimg_rm_rf_at (AT_FDCWD, dir, NULL);
+  assert_int_equal (r1, 0);
+  assert_int_equal (r2, 0);
+  expect_same (&f, &m, "compiled into the cache");
+  expect_same (&f, &h, "loaded from the cache");
 }
 
 static void
@@ -559,6 +620,11 @@ test_seccomp_with_sys_admin (void **state)
   if (g.setup != 0)
     fail_msg ("%s", g.msg);
   expect (&g, P_REBOOT, EINVAL); /* reached the kernel, which refused the bad magic */
+
+  cleanup_seccomp_prog struct cimg_seccomp_prog *prog = NULL;
+  assert_int_equal (cimg_seccomp_prepare (-1, caps, &prog, &err), 0);
+  struct report h = probe_prog (prog);
+  expect_same (&g, &h, "prepared with CAP_SYS_ADMIN and CAP_SYS_BOOT");
 }
 
 /* As the spawner runs it: capabilities dropped first, then the profile under NO_NEW_PRIVS; and
@@ -594,6 +660,257 @@ test_seccomp_after_caps (void **state)
   struct report unknown = probe_child (true, NULL, true, bad);
   assert_int_equal (unknown.setup, -1);
   assert_non_null (strstr (unknown.msg, "CAP_WHATEVER"));
+
+  /* The same orders with the program prepared beforehand, as the spawner runs them. */
+  cimg_error_t err = { 0 };
+  cleanup_seccomp_prog struct cimg_seccomp_prog *prog = NULL;
+  assert_int_equal (cimg_seccomp_prepare (-1, caps, &prog, &err), 0);
+  struct report ok2 = probe_child_full (true, caps, true, NULL, false, prog);
+  if (ok2.setup != 0)
+    fail_msg ("%s", ok2.msg);
+  expect_same (&ok, &ok2, "prepared, loaded after the capabilities");
+  struct report early2 = probe_child_full (false, caps, true, NULL, true, prog);
+  if (early2.setup != 0)
+    fail_msg ("%s", early2.msg);
+  expect_same (&early, &early2, "prepared, loaded before the capabilities");
+  struct report refused2 = probe_child_full (false, caps, true, NULL, false, prog);
+  assert_int_equal (refused2.setup, -1);
+  assert_non_null (strstr (refused2.msg, "seccomp"));
+  cleanup_seccomp_prog struct cimg_seccomp_prog *none = NULL;
+  assert_int_equal (cimg_seccomp_prepare (-1, bad, &none, &err), -1);
+  assert_non_null (strstr (err.msg, "CAP_WHATEVER"));
+  assert_null (none);
+  cimg_error_clear (&err);
+}
+
+/* ---------------------------------------------------------------- seccomp: the cache */
+
+/* A store root of its own for each cache test, removed also after a failed assertion. */
+struct store
+{
+  char path[64];
+  int fd;
+};
+
+static int
+store_setup (void **state)
+{
+  struct store *st = xzalloc (sizeof *st);
+  snprintf (st->path, sizeof st->path, "/tmp/cimg-test-seccomp.XXXXXX");
+  if (mkdtemp (st->path) == NULL)
+    return -1;
+  st->fd = open (st->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  *state = st;
+  return st->fd < 0 ? -1 : 0;
+}
+
+static int
+store_teardown (void **state)
+{
+  struct store *st = *state;
+  if (st->fd >= 0)
+    close (st->fd);
+  cimg_rm_rf_at (AT_FDCWD, st->path, NULL);
+  free (st);
+  return 0;
+}
+
+/* The *.bpf files of <store>/seccomp, sorted, into names ("seccomp/<name>"); how many. Fails
+   on any other entry: a leftover temp file would be one. */
+static size_t
+cache_files (int storefd, char names[][96], size_t max)
+{
+  int dfd = openat (storefd, "seccomp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (dfd >= 0);
+  DIR *d = fdopendir (dfd);
+  assert_non_null (d);
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir (d)))
+    {
+      if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+        continue;
+      if (!cimg_str_has_suffix (e->d_name, ".bpf") || strlen (e->d_name) != 68)
+        fail_msg ("unexpected entry seccomp/%s", e->d_name);
+      assert_true (n < max);
+      snprintf (names[n++], 96, "seccomp/%s", e->d_name);
+    }
+  closedir (d);
+  qsort (names, n, sizeof names[0], (int (*) (const void *, const void *))strcmp);
+  return n;
+}
+
+static char *
+read_all (int storefd, const char *name, size_t *len)
+{
+  char *buf = NULL;
+  cimg_error_t err = { 0 };
+  if (cimg_read_file_at (storefd, name, 1 << 20, &buf, len, &err) < 0)
+    fail_msg ("%s", err.msg);
+  return buf;
+}
+
+static void
+stat_at (int storefd, const char *name, struct stat *st)
+{
+  if (fstatat (storefd, name, st, AT_SYMLINK_NOFOLLOW) < 0)
+    fail_msg ("stat %s: %s", name, strerror (errno));
+}
+
+/* Prepare caps against the store and check that name was rewritten (another inode, by the
+   atomic rename) with exactly want's bytes, and that the program prepared is the right one
+   (its probes match want_probes). */
+static void
+expect_recompiled (int storefd, char **caps, const char *name, const struct stat *before,
+                   const char *want, size_t want_len, const struct report *want_probes,
+                   const char *what)
+{
+  cimg_error_t err = { 0 };
+  cleanup_seccomp_prog struct cimg_seccomp_prog *p = NULL;
+  if (cimg_seccomp_prepare (storefd, caps, &p, &err) < 0)
+    fail_msg ("%s: %s", what, err.msg);
+  struct stat after;
+  stat_at (storefd, name, &after);
+  if (after.st_ino == before->st_ino)
+    fail_msg ("%s: the file was not rewritten", what);
+  assert_true (S_ISREG (after.st_mode));
+  size_t len;
+  cleanup_free char *got = read_all (storefd, name, &len);
+  if (len != want_len || memcmp (got, want, len) != 0)
+    fail_msg ("%s: the rewritten file differs from the first compilation", what);
+  struct report r = probe_prog (p);
+  expect_same (want_probes, &r, what);
+}
+
+static void
+test_seccomp_cache (void **state)
+{
+  struct store *st = *state;
+  if (geteuid () != 0)
+    skip ();
+  cimg_error_t err = { 0 };
+  cleanup_strv char **caps = cimg_caps_default ();
+  struct report direct = probe_child (true, NULL, true, caps);
+  if (direct.setup != 0)
+    fail_msg ("%s", direct.msg);
+
+  /* First prepare: compiles, creates seccomp/ (0700) and one file (0600). */
+  cleanup_seccomp_prog struct cimg_seccomp_prog *p1 = NULL, *p2 = NULL, *p3 = NULL, *p4 = NULL;
+  assert_int_equal (cimg_seccomp_prepare (st->fd, caps, &p1, &err), 0);
+  struct stat ds;
+  stat_at (st->fd, "seccomp", &ds);
+  assert_true (S_ISDIR (ds.st_mode));
+  assert_int_equal (ds.st_mode & 07777, 0700);
+  char names[4][96];
+  assert_int_equal (cache_files (st->fd, names, 4), 1);
+  char name[96];
+  snprintf (name, sizeof name, "%s", names[0]);
+  struct stat a;
+  stat_at (st->fd, name, &a);
+  assert_true (S_ISREG (a.st_mode));
+  assert_int_equal (a.st_mode & 07777, 0600);
+  assert_int_equal (a.st_size % sizeof (struct sock_filter), 0);
+  size_t orig_len;
+  cleanup_free char *orig = read_all (st->fd, name, &orig_len);
+
+  /* Second: the same file, untouched, and the same program. */
+  assert_int_equal (cimg_seccomp_prepare (st->fd, caps, &p2, &err), 0);
+  struct stat b;
+  stat_at (st->fd, name, &b);
+  assert_true (a.st_ino == b.st_ino);
+  assert_true (a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec);
+  assert_true (a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec);
+  assert_int_equal (cache_files (st->fd, names, 4), 1);
+  struct report r2 = probe_prog (p2);
+  expect_same (&direct, &r2, "from the cache");
+
+  /* A capability no rule looks at shares the file; CAP_SYS_ADMIN makes another. */
+  cleanup_strv char **net_admin = cimg_caps_default ();
+  cimg_strv_append (&net_admin, "CAP_NET_ADMIN");
+  assert_int_equal (cimg_seccomp_prepare (st->fd, net_admin, &p3, &err), 0);
+  assert_int_equal (cache_files (st->fd, names, 4), 1);
+  cleanup_strv char **sys_admin = cimg_caps_default ();
+  cimg_strv_append (&sys_admin, "CAP_SYS_ADMIN");
+  assert_int_equal (cimg_seccomp_prepare (st->fd, sys_admin, &p4, &err), 0);
+  assert_int_equal (cache_files (st->fd, names, 4), 2);
+  char admin_name[96];
+  snprintf (admin_name, sizeof admin_name, "%s", strcmp (names[0], name) ? names[0] : names[1]);
+  struct report admin = probe_prog (p4);
+  expect (&admin, P_UNSHARE_UTS, 0);
+  expect (&admin, P_MOUNT, direct.res[P_MOUNT] == EPERM ? ENOENT : admin.res[P_MOUNT]);
+
+  /* Truncated: at an instruction boundary (the header's count and checksum catch it), inside
+     an instruction, inside the header, empty. Each time recompiled and rewritten. */
+  const off_t cuts[] = { (off_t)orig_len - 8, (off_t)orig_len - 3, 100, 0 };
+  for (size_t i = 0; i < ARRAY_SIZE (cuts); i++)
+    {
+      struct stat before;
+      stat_at (st->fd, name, &before);
+      int fd = openat (st->fd, name, O_WRONLY | O_CLOEXEC);
+      assert_true (fd >= 0);
+      assert_int_equal (ftruncate (fd, cuts[i]), 0);
+      close (fd);
+      char what[64];
+      snprintf (what, sizeof what, "truncated to %lld bytes", (long long)cuts[i]);
+      expect_recompiled (st->fd, caps, name, &before, orig, orig_len, &direct, what);
+    }
+
+  /* Bytes flipped so that the program, were it loaded, would let through what the profile
+     forbids: every "return ERRNO(EPERM)" (the default action) becomes "return ALLOW". */
+  {
+    const struct sock_filter eperm = BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+                             allow = BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    cleanup_free char *forged = xmemdup (orig, orig_len);
+    size_t flipped = 0;
+    for (size_t off = orig_len % sizeof eperm; off + sizeof eperm <= orig_len; off += sizeof eperm)
+      if (memcmp (forged + off, &eperm, sizeof eperm) == 0)
+        memcpy (forged + off, &allow, sizeof allow), flipped++;
+    assert_true (flipped > 0);
+    struct stat before;
+    stat_at (st->fd, name, &before);
+    int fd = openat (st->fd, name, O_WRONLY | O_CLOEXEC);
+    assert_true (fd >= 0);
+    assert_int_equal (pwrite (fd, forged, orig_len, 0), orig_len);
+    close (fd);
+    expect_recompiled (st->fd, caps, name, &before, orig, orig_len, &direct,
+                       "EPERM flipped to ALLOW");
+  }
+  /* One bit flipped anywhere (the header, the checksum, an instruction). */
+  const size_t bits[] = { 0, 20, 30, 100, 140, orig_len / 2 };
+  for (size_t i = 0; i < ARRAY_SIZE (bits); i++)
+    {
+      struct stat before;
+      stat_at (st->fd, name, &before);
+      char c = (char)(orig[bits[i]] ^ 0x04);
+      int fd = openat (st->fd, name, O_WRONLY | O_CLOEXEC);
+      assert_true (fd >= 0);
+      assert_int_equal (pwrite (fd, &c, 1, (off_t)bits[i]), 1);
+      close (fd);
+      char what[64];
+      snprintf (what, sizeof what, "bit flipped at byte %zu", bits[i]);
+      expect_recompiled (st->fd, caps, name, &before, orig, orig_len, &direct, what);
+    }
+
+  /* A foreign file: another key's valid program under this key's name (here the one that
+     lets CAP_SYS_ADMIN unshare), and a symlink to it. */
+  {
+    size_t alen;
+    cleanup_free char *abytes = read_all (st->fd, admin_name, &alen);
+    struct stat before;
+    stat_at (st->fd, name, &before);
+    assert_int_equal (cimg_write_file_atomic_at (st->fd, name, abytes, alen, 0600, &err), 0);
+    struct stat forged;
+    stat_at (st->fd, name, &forged);
+    expect_recompiled (st->fd, caps, name, &forged, orig, orig_len, &direct,
+                       "another key's program");
+    stat_at (st->fd, name, &before);
+    assert_int_equal (unlinkat (st->fd, name, 0), 0);
+    assert_int_equal (symlinkat (admin_name + strlen ("seccomp/"), st->fd, name), 0);
+    stat_at (st->fd, name, &forged);
+    assert_true (S_ISLNK (forged.st_mode));
+    expect_recompiled (st->fd, caps, name, &forged, orig, orig_len, &direct, "a symlink");
+  }
+  assert_int_equal (cache_files (st->fd, names, 4), 2);
 }
 
 int
@@ -606,6 +923,7 @@ main (void)
     cmocka_unit_test (test_seccomp_default),
     cmocka_unit_test (test_seccomp_with_sys_admin),
     cmocka_unit_test (test_seccomp_after_caps),
+    cmocka_unit_test_setup_teardown (test_seccomp_cache, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

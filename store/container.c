@@ -1,0 +1,623 @@
+/* Containers' records: containers/<id>/{config.json,state.json,upper,work,merged}. */
+#include "store/container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+
+#include "store/store-internal.h"
+
+#define MAX_RECORD (16 << 20)
+
+void
+cimg_container_free (struct cimg_container *c)
+{
+  if (c == NULL)
+    return;
+  json_decref (c->config);
+  json_decref (c->state);
+  free (c);
+}
+
+void
+cimg_container_freep (struct cimg_container **c)
+{
+  cimg_container_free (*c);
+}
+
+void
+cimg_containers_free (struct cimg_container **v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    cimg_container_free (v[i]);
+  free (v);
+}
+
+const char *
+cimg_container_name (const struct cimg_container *c)
+{
+  const char *n = cimg_json_str (c->config, "Name");
+  if (n == NULL)
+    return "";
+  return n[0] == '/' ? n + 1 : n;
+}
+
+char *
+cimg_container_dir (const struct cimg_container *c)
+{
+  return xasprintf ("containers/%s", c->id);
+}
+
+/* Field 22 of /proc/PID/stat (start time in clock ticks since boot): a PID with another start
+   time is another process. 0 when the process is gone. */
+static int64_t
+pid_start_time (pid_t pid)
+{
+  char path[64], buf[1024];
+  snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  /* The command name (field 2) may hold spaces and parentheses: count from the last ')'. */
+  char *p = strrchr (buf, ')');
+  if (p == NULL)
+    return 0;
+  p++;
+  for (int field = 3; field < 22 && p; field++)
+    p = strchr (p + 1, ' ');
+  return p ? strtoll (p + 1, NULL, 10) : 0;
+}
+
+static bool
+process_alive (const struct cimg_container *c)
+{
+  pid_t pid = (pid_t)cimg_json_int (c->state, "Pid");
+  if (pid <= 0)
+    return false;
+  int64_t want = cimg_json_int (c->state, "PidStart");
+  int64_t got = pid_start_time (pid);
+  return got != 0 && (want == 0 || want == got);
+}
+
+const char *
+cimg_container_status (const struct cimg_container *c)
+{
+  const char *s = cimg_json_str (c->state, "Status");
+  if (s == NULL)
+    return "created";
+  if (strcmp (s, "running") == 0)
+    return process_alive (c) ? "running" : "exited";
+  return s;
+}
+
+pid_t
+cimg_container_pid (const struct cimg_container *c)
+{
+  return strcmp (cimg_container_status (c), "running") == 0 ? (pid_t)cimg_json_int (c->state, "Pid")
+                                                            : 0;
+}
+
+int
+cimg_container_exit_code (const struct cimg_container *c)
+{
+  const char *s = cimg_json_str (c->state, "Status");
+  if (s && strcmp (s, "running") == 0 && !process_alive (c))
+    return 255;
+  return (int)cimg_json_int (c->state, "ExitCode");
+}
+
+/* ---------------------------------------------------------------- names */
+
+/* Docker's generator draws from longer lists; the shape ("adjective_surname") is what users
+   and scripts expect. */
+static const char *const left[] = {
+  "admiring",      "adoring",   "amazing",    "angry",     "awesome",   "blissful",
+  "bold",          "boring",    "brave",      "busy",      "charming",  "clever",
+  "compassionate", "competent", "confident",  "cool",      "dazzling",  "determined",
+  "eager",         "ecstatic",  "elastic",    "elegant",   "epic",      "exciting",
+  "fervent",       "festive",   "focused",    "friendly",  "funny",     "gallant",
+  "gifted",        "goofy",     "gracious",   "happy",     "hardcore",  "heuristic",
+  "hopeful",       "hungry",    "infallible", "inspiring", "jolly",     "jovial",
+  "keen",          "kind",      "laughing",   "loving",    "lucid",     "magical",
+  "modest",        "musing",    "mystifying", "naughty",   "nervous",   "nice",
+  "nifty",         "nostalgic", "optimistic", "peaceful",  "pensive",   "practical",
+  "priceless",     "quirky",    "quizzical",  "relaxed",   "reverent",  "romantic",
+  "serene",        "sharp",     "silly",      "sleepy",    "stoic",     "strange",
+  "suspicious",    "sweet",     "tender",     "thirsty",   "trusting",  "upbeat",
+  "vibrant",       "vigilant",  "vigorous",   "wizardly",  "wonderful", "xenodochial",
+  "youthful",      "zealous",   "zen",
+};
+static const char *const right[] = {
+  "agnesi",       "albattani",  "allen",         "archimedes", "ardinghelli", "babbage",
+  "banach",       "bardeen",    "bartik",        "bell",       "bhabha",      "blackwell",
+  "bohr",         "booth",      "borg",          "bose",       "brahmagupta", "brown",
+  "carson",       "cerf",       "chandrasekhar", "chaum",      "clarke",      "curie",
+  "darwin",       "davinci",    "diffie",        "dijkstra",   "dirac",       "driscoll",
+  "easley",       "einstein",   "elion",         "engelbart",  "euclid",      "euler",
+  "faraday",      "fermat",     "fermi",         "feynman",    "franklin",    "galileo",
+  "gauss",        "goldberg",   "goodall",       "hamilton",   "hawking",     "heisenberg",
+  "hertz",        "hodgkin",    "hoover",        "hopper",     "hypatia",     "jackson",
+  "jang",         "jennings",   "johnson",       "kalam",      "kapitsa",     "keller",
+  "kepler",       "khorana",    "knuth",         "kowalevski", "lalande",     "lamarr",
+  "lamport",      "leakey",     "lehmann",       "liskov",     "lovelace",    "lumiere",
+  "mahavira",     "mayer",      "mccarthy",      "mcclintock", "meitner",     "mendel",
+  "merkle",       "mirzakhani", "morse",         "napier",     "newton",      "nobel",
+  "noether",      "pare",       "pascal",        "pasteur",    "payne",       "perlman",
+  "pike",         "poincare",   "ptolemy",       "raman",      "ramanujan",   "ride",
+  "ritchie",      "rosalind",   "sammet",        "shannon",    "shockley",    "sinoussi",
+  "stonebraker",  "swanson",    "tesla",         "thompson",   "torvalds",    "turing",
+  "varahamihira", "villani",    "wescoff",       "wiles",      "williams",    "wilson",
+  "wing",         "wozniak",    "wright",        "yalow",      "yonath",
+};
+
+static void
+random_name (char *out, size_t n)
+{
+  char hex[65];
+  cimg_random_hex64 (hex);
+  unsigned long a = strtoul ((char[]){ hex[0], hex[1], hex[2], hex[3], 0 }, NULL, 16);
+  unsigned long b = strtoul ((char[]){ hex[4], hex[5], hex[6], hex[7], 0 }, NULL, 16);
+  snprintf (out, n, "%s_%s", left[a % ARRAY_SIZE (left)], right[b % ARRAY_SIZE (right)]);
+}
+
+static bool
+valid_name (const char *n)
+{
+  /* Docker: [a-zA-Z0-9][a-zA-Z0-9_.-]+ */
+  if (!((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= 'A' && n[0] <= 'Z')
+        || (n[0] >= '0' && n[0] <= '9')))
+    return false;
+  if (n[1] == '\0')
+    return false;
+  for (const char *p = n + 1; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+          || *p == '_' || *p == '.' || *p == '-'))
+      return false;
+  return strlen (n) < 256;
+}
+
+/* ---------------------------------------------------------------- records */
+
+static struct cimg_container *
+load (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  cleanup_free char *cp = xasprintf ("containers/%s/config.json", id);
+  json_t *config = cimg_json_load_at (cimg_store_dirfd (s), cp, MAX_RECORD, err);
+  if (config == NULL)
+    {
+      cimg_error_wrap (err, "container %.12s", id);
+      return NULL;
+    }
+  struct cimg_container *c = xzalloc (sizeof *c);
+  snprintf (c->id, sizeof c->id, "%s", id);
+  c->config = config;
+  cimg_error_t e2 = { 0 };
+  if (cimg_container_reload (s, c, &e2) < 0)
+    {
+      /* A record being created has no state yet: it is "created". */
+      cimg_error_clear (&e2);
+      c->state = json_object ();
+    }
+  return c;
+}
+
+int
+cimg_container_reload (struct cimg_store *s, struct cimg_container *c, cimg_error_t *err)
+{
+  cleanup_free char *sp = xasprintf ("containers/%s/state.json", c->id);
+  json_t *st = cimg_json_load_at (cimg_store_dirfd (s), sp, MAX_RECORD, err);
+  if (st == NULL)
+    return -1;
+  json_decref (c->state);
+  c->state = st;
+  return 0;
+}
+
+/* Call fn with each record's ID; stops early when fn returns non-zero. */
+static char **
+list_ids (struct cimg_store *s)
+{
+  char **ids = NULL;
+  int fd = openat (cimg_store_dirfd (s), "containers", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  cleanup_dir DIR *d = fdopendir (fd);
+  if (d == NULL)
+    {
+      close (fd);
+      return NULL;
+    }
+  struct dirent *e;
+  while ((e = readdir (d)))
+    if (cimg_hex64_valid (e->d_name))
+      cimg_strv_append (&ids, e->d_name);
+  return ids;
+}
+
+/* The lock on the containers/ directory: held exclusive while a name is checked and taken. */
+static int
+lock_containers (struct cimg_store *s, cimg_error_t *err)
+{
+  int fd = openat (cimg_store_dirfd (s), "containers", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return cimg_error_sys (err, "open containers");
+  while (flock (fd, LOCK_EX) < 0)
+    if (errno != EINTR)
+      {
+        close (fd);
+        return cimg_error_sys (err, "lock containers");
+      }
+  return fd;
+}
+
+static const char *
+name_taken_by (struct cimg_store *s, char **ids, const char *name, char **owner)
+{
+  for (size_t i = 0; ids && ids[i]; i++)
+    {
+      cimg_error_t e = { 0 };
+      cleanup_container struct cimg_container *c = load (s, ids[i], &e);
+      cimg_error_clear (&e);
+      if (c && strcmp (cimg_container_name (c), name) == 0)
+        {
+          *owner = xstrdup (c->id);
+          return *owner;
+        }
+    }
+  return NULL;
+}
+
+struct cimg_container *
+cimg_container_create (struct cimg_store *s, const char *id, const char *name, json_t *config,
+                       cimg_error_t *err)
+{
+  if (id && !cimg_hex64_valid (id))
+    {
+      cimg_error_set (err, EINVAL, "invalid container ID \"%s\"", id);
+      return NULL;
+    }
+  if (name && !valid_name (name))
+    {
+      cimg_error_set (err, EINVAL,
+                      "Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
+                      name);
+      return NULL;
+    }
+  cleanup_close int lk = lock_containers (s, err);
+  if (lk < 0)
+    return NULL;
+  cleanup_strv char **ids = list_ids (s);
+  char namebuf[128];
+  if (name)
+    {
+      cleanup_free char *owner = NULL;
+      if (name_taken_by (s, ids, name, &owner))
+        {
+          cimg_error_set (err, EEXIST,
+                          "Conflict. The container name \"/%s\" is already in use by container "
+                          "\"%s\". You have to remove (or rename) that container to be able to "
+                          "reuse that name.",
+                          name, owner);
+          return NULL;
+        }
+    }
+  else
+    for (int tries = 0;; tries++)
+      {
+        cleanup_free char *owner = NULL;
+        random_name (namebuf, sizeof namebuf);
+        /* Docker appends a digit after a collision. */
+        if (tries > 3)
+          snprintf (namebuf + strlen (namebuf), sizeof namebuf - strlen (namebuf), "%d", tries);
+        if (!name_taken_by (s, ids, namebuf, &owner))
+          break;
+      }
+  const char *nm = name ? name : namebuf;
+
+  struct cimg_container *c = xzalloc (sizeof *c);
+  if (id)
+    snprintf (c->id, sizeof c->id, "%s", id);
+  else
+    cimg_random_hex64 (c->id);
+  c->config = json_deep_copy (config);
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  char created[64];
+  cimg_time_rfc3339 (ts.tv_sec, ts.tv_nsec, created, sizeof created);
+  json_object_set_new (c->config, "Id", json_string (c->id));
+  cleanup_free char *slashname = xasprintf ("/%s", nm);
+  json_object_set_new (c->config, "Name", json_string (slashname));
+  json_object_set_new (c->config, "Created", json_string (created));
+  c->state = json_pack ("{s:s, s:i, s:i, s:s, s:s, s:b}", "Status", "created", "Pid", 0, "ExitCode",
+                        0, "StartedAt", "0001-01-01T00:00:00Z", "FinishedAt",
+                        "0001-01-01T00:00:00Z", "OOMKilled", 0);
+
+  int dfd = cimg_store_dirfd (s);
+  cleanup_free char *dir = cimg_container_dir (c);
+  /* The directory is private: the write layer may hold the container's secrets. The
+     config.json comes last, so that a record listed by name is always complete. */
+  if (mkdirat (dfd, dir, 0700) < 0)
+    {
+      cimg_error_sys (err, "create %s", dir);
+      cimg_container_free (c);
+      return NULL;
+    }
+  cleanup_close int cfd = openat (dfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cfd < 0 || mkdirat (cfd, "upper", 0755) < 0 || mkdirat (cfd, "work", 0700) < 0
+      || mkdirat (cfd, "merged", 0755) < 0)
+    {
+      cimg_error_sys (err, "create %s", dir);
+      goto fail;
+    }
+  if (cimg_json_save_at (cfd, "config.json", c->config, err) < 0)
+    goto fail;
+  return c;
+fail:
+  {
+    cimg_error_t e2 = { 0 };
+    cimg_rm_rf_at (dfd, dir, &e2);
+    cimg_error_clear (&e2);
+  }
+  cimg_container_free (c);
+  return NULL;
+}
+
+struct cimg_container *
+cimg_container_find (struct cimg_store *s, const char *ref, cimg_error_t *err)
+{
+  if (ref == NULL || *ref == '\0')
+    {
+      cimg_error_set (err, EINVAL, "No such container: %s", ref ? ref : "");
+      return NULL;
+    }
+  if (cimg_hex64_valid (ref))
+    {
+      cleanup_free char *p = xasprintf ("containers/%s/config.json", ref);
+      if (faccessat (cimg_store_dirfd (s), p, F_OK, 0) == 0)
+        return load (s, ref, err);
+    }
+  cleanup_strv char **ids = list_ids (s);
+  const char *name = ref[0] == '/' ? ref + 1 : ref;
+  for (size_t i = 0; ids && ids[i]; i++)
+    {
+      cimg_error_t e = { 0 };
+      struct cimg_container *c = load (s, ids[i], &e);
+      cimg_error_clear (&e);
+      if (c && strcmp (cimg_container_name (c), name) == 0)
+        return c;
+      cimg_container_free (c);
+    }
+  const char *match = NULL;
+  size_t n = 0, len = strlen (ref);
+  for (size_t i = 0; ids && ids[i]; i++)
+    if (strncmp (ids[i], ref, len) == 0)
+      match = ids[i], n++;
+  if (n > 1)
+    {
+      cimg_error_set (err, EINVAL, "multiple IDs found with provided prefix: %s", ref);
+      return NULL;
+    }
+  if (n == 0)
+    {
+      cimg_error_set (err, ENOENT, "No such container: %s", ref);
+      return NULL;
+    }
+  return load (s, match, err);
+}
+
+static int
+by_created_desc (const void *a, const void *b)
+{
+  const struct cimg_container *x = *(struct cimg_container *const *)a;
+  const struct cimg_container *y = *(struct cimg_container *const *)b;
+  const char *cx = cimg_json_str (x->config, "Created");
+  const char *cy = cimg_json_str (y->config, "Created");
+  /* RFC 3339 in UTC with fixed-width fractions: string order is time order. */
+  return strcmp (cy ? cy : "", cx ? cx : "");
+}
+
+int
+cimg_container_list (struct cimg_store *s, struct cimg_container ***out, size_t *n,
+                     cimg_error_t *err)
+{
+  (void)err;
+  cleanup_strv char **ids = list_ids (s);
+  size_t cnt = cimg_strv_len (ids), k = 0;
+  struct cimg_container **v = xzalloc ((cnt + 1) * sizeof *v);
+  for (size_t i = 0; i < cnt; i++)
+    {
+      cimg_error_t e = { 0 };
+      struct cimg_container *c = load (s, ids[i], &e);
+      /* A record without its config.json is one being created or removed: not listed. */
+      cimg_error_clear (&e);
+      if (c)
+        v[k++] = c;
+    }
+  qsort (v, k, sizeof *v, by_created_desc);
+  *out = v;
+  *n = k;
+  return 0;
+}
+
+int
+cimg_container_lock (struct cimg_store *s, const struct cimg_container *c, cimg_error_t *err)
+{
+  cleanup_free char *dir = cimg_container_dir (c);
+  int fd = openat (cimg_store_dirfd (s), dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return cimg_error_sys (err, "container %.12s", c->id);
+  while (flock (fd, LOCK_EX) < 0)
+    if (errno != EINTR)
+      {
+        close (fd);
+        return cimg_error_sys (err, "lock container %.12s", c->id);
+      }
+  return fd;
+}
+
+static void
+now_rfc3339 (char *out, size_t n)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  cimg_time_rfc3339 (ts.tv_sec, ts.tv_nsec, out, n);
+}
+
+static int
+save_state (struct cimg_store *s, struct cimg_container *c, json_t *st, cimg_error_t *err)
+{
+  char hex[65];
+  cimg_random_hex64 (hex);
+  cleanup_free char *tmp = xasprintf ("containers/%s/state.json.tmp-%.12s", c->id, hex);
+  cleanup_free char *p = xasprintf ("containers/%s/state.json", c->id);
+  cleanup_free char *text = json_dumps (st, JSON_COMPACT | JSON_SORT_KEYS);
+  int dfd = cimg_store_dirfd (s);
+  int fd = openat (dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return cimg_error_sys (err, "write %s", p);
+  if (cimg_write_all (fd, text, strlen (text)) < 0)
+    {
+      cimg_error_sys (err, "write %s", p);
+      close (fd);
+      unlinkat (dfd, tmp, 0);
+      return -1;
+    }
+  close (fd);
+  if (renameat (dfd, tmp, dfd, p) < 0)
+    {
+      cimg_error_sys (err, "rename %s", p);
+      unlinkat (dfd, tmp, 0);
+      return -1;
+    }
+  json_decref (c->state);
+  c->state = json_incref (st);
+  return 0;
+}
+
+int
+cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_t pid,
+                            cimg_error_t *err)
+{
+  cleanup_close int lk = cimg_container_lock (s, c, err);
+  if (lk < 0)
+    return -1;
+  char now[64];
+  now_rfc3339 (now, sizeof now);
+  cleanup_json json_t *st
+      = json_pack ("{s:s, s:i, s:I, s:i, s:s, s:s, s:b}", "Status", "running", "Pid", (int)pid,
+                   "PidStart", (json_int_t)pid_start_time (pid), "ExitCode", 0, "StartedAt", now,
+                   "FinishedAt", "0001-01-01T00:00:00Z", "OOMKilled", 0);
+  return save_state (s, c, st, err);
+}
+
+int
+cimg_container_set_exited (struct cimg_store *s, struct cimg_container *c, int exit_code,
+                           bool oom_killed, cimg_error_t *err)
+{
+  cleanup_close int lk = cimg_container_lock (s, c, err);
+  if (lk < 0)
+    return -1;
+  char now[64];
+  now_rfc3339 (now, sizeof now);
+  const char *started = cimg_json_str (c->state, "StartedAt");
+  cleanup_json json_t *st
+      = json_pack ("{s:s, s:i, s:i, s:s, s:s, s:b}", "Status", "exited", "Pid", 0, "ExitCode",
+                   exit_code, "StartedAt", started ? started : "0001-01-01T00:00:00Z", "FinishedAt",
+                   now, "OOMKilled", oom_killed);
+  return save_state (s, c, st, err);
+}
+
+int
+cimg_container_remove (struct cimg_store *s, struct cimg_container *c, cimg_error_t *err)
+{
+  cleanup_free char *dir = cimg_container_dir (c);
+  int dfd = cimg_store_dirfd (s);
+  /* config.json goes first: from then on the record is no longer listed or used by an image,
+     and an interrupted removal leaves only a directory that `rm` of the ID can finish. */
+  cleanup_free char *cp = xasprintf ("%s/config.json", dir);
+  if (unlinkat (dfd, cp, 0) < 0 && errno != ENOENT)
+    return cimg_error_sys (err, "remove %s", cp);
+  if (cimg_rm_rf_at (dfd, dir, err) < 0)
+    return cimg_error_wrap (err, "remove container %.12s", c->id);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- reading the image */
+
+static bool
+is_whiteout (int fd)
+{
+  struct stat st;
+  return fstat (fd, &st) == 0 && S_ISCHR (st.st_mode) && st.st_rdev == makedev (0, 0);
+}
+
+int
+cimg_layers_read_file (const int *layer_fds, size_t n, const char *path, size_t max, char **out,
+                       cimg_error_t *err)
+{
+  *out = NULL;
+  for (size_t i = 0; i < n; i++)
+    {
+      /* O_PATH first: a whiteout (char 0:0) or a fifo must be recognised, not opened. */
+      int fd = cimg_openat_in_root (layer_fds[i], path, O_PATH, 0);
+      if (fd < 0)
+        {
+          if (errno != ENOENT && errno != ENOTDIR)
+            return cimg_error_sys (err, "open %s in the image", path);
+          /* A whiteout of a parent directory in this layer hides the lower ones. */
+          cleanup_free char *copy = xstrdup (path);
+          bool hidden = false;
+          for (char *sl = strrchr (copy, '/'); sl && sl != copy && !hidden;
+               sl = strrchr (copy, '/'))
+            {
+              *sl = '\0';
+              cleanup_close int pfd = cimg_openat_in_root (layer_fds[i], copy, O_PATH, 0);
+              hidden = pfd >= 0 && is_whiteout (pfd);
+            }
+          if (hidden)
+            return 1;
+          continue;
+        }
+      cleanup_close int pathfd = fd;
+      if (is_whiteout (pathfd))
+        return 1;
+      struct stat st;
+      if (fstat (pathfd, &st) < 0)
+        return cimg_error_sys (err, "stat %s in the image", path);
+      if (!S_ISREG (st.st_mode))
+        return cimg_error_set (err, EINVAL, "%s in the image is not a regular file", path);
+      cleanup_close int f = cimg_openat_in_root (layer_fds[i], path, O_RDONLY | O_NONBLOCK, 0);
+      if (f < 0)
+        return cimg_error_sys (err, "open %s in the image", path);
+      if ((uint64_t)st.st_size > max)
+        return cimg_error_set (err, EFBIG, "%s in the image is over %zu bytes", path, max);
+      size_t len = 0;
+      char *buf = xmalloc (max + 1);
+      for (;;)
+        {
+          ssize_t r = read (f, buf + len, max - len);
+          if (r < 0 && errno == EINTR)
+            continue;
+          if (r < 0)
+            {
+              free (buf);
+              return cimg_error_sys (err, "read %s in the image", path);
+            }
+          if (r == 0 || (len += (size_t)r) == max)
+            break;
+        }
+      buf[len] = '\0';
+      *out = buf;
+      return 0;
+    }
+  return 1;
+}

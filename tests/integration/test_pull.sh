@@ -1,0 +1,228 @@
+#!/bin/bash
+# shellcheck disable=SC2119 # helpers with an optional ROOT argument are called without it
+# cimg pull from a loopback docker-registry holding images skopeo pushed from umoci layouts:
+# OCI and Docker schema2 manifests, gzip and zstd layers, a multi-layer image with umoci's
+# whiteouts, a two-platform index, pulls by digest, and refusals.
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=lib-registry.sh
+. "$CIMG_SRC/tests/integration/lib-registry.sh"
+
+section "fixtures"
+start_registry
+make_busybox_rootfs "$TEST_TMP/rootfs-orig"
+orig_listing=$(rootfs_listing "$TEST_TMP/rootfs-orig")
+make_fixture_oci "$TEST_TMP/oci" busybox
+push_fixture "oci:$TEST_TMP/oci:busybox" bb:oci
+push_fixture "oci:$TEST_TMP/oci:busybox" bb:v2s2 --format v2s2
+# (recompressed into a layout first: copying straight to the registry would reuse its gzip blob)
+_quietly skopeo-zstd skopeo copy --quiet --dest-compress --dest-compress-format zstd \
+  "oci:$TEST_TMP/oci:busybox" "oci:$TEST_TMP/oci-zstd:busybox"
+push_fixture "oci:$TEST_TMP/oci-zstd:busybox" bb:zstd
+cfg=$(config_digest "oci:$TEST_TMP/oci:busybox")
+diff_id=$(skopeo inspect --config "oci:$TEST_TMP/oci:busybox" | jq -r '.rootfs.diff_ids[0]')
+assert_eq "$(reg_manifest bb:v2s2 | jq -r .mediaType)" \
+  application/vnd.docker.distribution.manifest.v2+json "bb:v2s2 is a Docker schema2 manifest"
+assert_eq "$(reg_manifest bb:zstd | jq -r '.layers[0].mediaType')" \
+  application/vnd.oci.image.layer.v1.tar+zstd "bb:zstd has a zstd layer"
+
+section "(a) OCI manifest, gzip layer"
+expect_ok cimg pull "$REGISTRY/bb:oci"
+digest=$(reg_digest bb:oci)
+assert_contains "$OUT" "Digest: $digest" "pull prints the manifest digest"
+assert_contains "$OUT" "Status: Downloaded newer image for $REGISTRY/bb:oci" "pull says it downloaded"
+assert_eq "$(tail -n 1 <<<"$OUT")" "$REGISTRY/bb:oci" "the last line is the reference"
+assert_match "$OUT" "[0-9a-f]{12}: Pull complete" "a layer line says Pull complete"
+expect_ok cimg inspect "$REGISTRY/bb:oci"
+assert_eq "$(jq -r '.[0].Id' <<<"$OUT")" "$cfg" "the image ID is the config digest"
+assert_eq "$(jq -r '.[0].RootFS.Layers[0]' <<<"$OUT")" "$diff_id" "the layer has the config's diff_id"
+assert_contains "$(jq -r '.[0].RepoDigests[]' <<<"$OUT")" "$REGISTRY/bb@$digest" \
+  "RepoDigests has the repo digest"
+assert_eq "$(rootfs_listing "$CIMG_ROOT/layers/${diff_id#sha256:}/diff")" "$orig_listing" \
+  "the layer unpacks into the original rootfs (types, modes, links)"
+assert_eq "$(sha256_of "$CIMG_ROOT/layers/${diff_id#sha256:}/diff/bin/busybox")" \
+  "$(sha256_of "$TEST_TMP/rootfs-orig/bin/busybox")" "busybox has its checksum"
+blob=$(reg_manifest bb:oci | jq -r '.layers[0].digest')
+if [ -f "$CIMG_ROOT/blobs/sha256/${blob#sha256:}" ]; then
+  pass "the compressed layer blob is kept"
+else
+  fail "the compressed layer blob is not in blobs/"
+fi
+assert_store_clean
+
+layers_before=$(count_layer_dirs)
+expect_ok cimg pull "$REGISTRY/bb:oci"
+assert_contains "$OUT" "Status: Image is up to date for $REGISTRY/bb:oci" "a second pull is up to date"
+assert_contains "$OUT" "Already exists" "the layer already exists"
+assert_eq "$(count_layer_dirs)" "$layers_before" "no layer added"
+expect_ok cimg pull -q "$REGISTRY/bb:oci"
+assert_eq "$OUT" "$REGISTRY/bb:oci" "-q prints only the reference"
+
+section "(b) Docker schema2 manifest"
+root_b="$TEST_TMP/root-b"
+expect_ok cimg_in "$root_b" pull "$REGISTRY/bb:v2s2"
+assert_contains "$OUT" "Digest: $(reg_digest bb:v2s2)" "the schema2 manifest digest"
+expect_ok cimg_in "$root_b" inspect "$REGISTRY/bb:v2s2"
+assert_eq "$(jq -r '.[0].Id' <<<"$OUT")" "$cfg" "the same image ID"
+assert_eq "$(rootfs_listing "$root_b/layers/${diff_id#sha256:}/diff")" "$orig_listing" \
+  "the same rootfs"
+assert_store_clean "$root_b"
+
+section "(c) zstd layer"
+root_c="$TEST_TMP/root-c"
+expect_ok cimg_in "$root_c" pull "$REGISTRY/bb:zstd"
+expect_ok cimg_in "$root_c" inspect "$REGISTRY/bb:zstd"
+assert_eq "$(jq -r '.[0].RootFS.Layers[0]' <<<"$OUT")" "$diff_id" \
+  "the zstd layer inflates to the same diff_id"
+assert_eq "$(rootfs_listing "$root_c/layers/${diff_id#sha256:}/diff")" "$orig_listing" \
+  "the same rootfs"
+zblob=$(reg_manifest bb:zstd | jq -r '.layers[0].digest')
+if [ -f "$root_c/blobs/sha256/${zblob#sha256:}" ]; then pass "the zstd blob is kept"; else fail "no zstd blob"; fi
+assert_store_clean "$root_c"
+
+section "(d) three layers with umoci's whiteouts"
+make_multilayer_oci "$TEST_TMP/ml"
+push_fixture "oci:$TEST_TMP/ml:ml" ml:1
+assert_eq "$(reg_manifest ml:1 | jq '.layers | length')" 3 "the fixture has three layers"
+expect_ok cimg pull --max-concurrent-downloads 1 "$REGISTRY/ml:1"
+assert_contains "$OUT" "Already exists" "the busybox base layer is shared with bb:oci"
+mount_image "$REGISTRY/ml:1" "$TEST_TMP/ml-mnt"
+assert_eq "$(rootfs_listing "$TEST_TMP/ml-mnt")" "$(rootfs_listing "$TEST_TMP/ml.expected")" \
+  "the overlay of the pulled layers is the rootfs umoci had"
+for gone in bin/vi etc/group data/a emptyme/x emptyme/deeper; do
+  if [ -e "$TEST_TMP/ml-mnt/$gone" ] || [ -L "$TEST_TMP/ml-mnt/$gone" ]; then
+    fail "$gone is deleted by a whiteout"
+  else
+    pass "$gone is deleted by a whiteout"
+  fi
+done
+if [ -d "$TEST_TMP/ml-mnt/bin/ls" ] && [ ! -L "$TEST_TMP/ml-mnt/bin/ls" ]; then
+  pass "bin/ls became a directory"
+else
+  fail "bin/ls is not a directory"
+fi
+umount "$TEST_TMP/ml-mnt"
+root_d="$TEST_TMP/root-d"
+expect_ok cimg_in "$root_d" pull --max-concurrent-downloads 3 "$REGISTRY/ml:1"
+assert_eq "$(grep -c 'Pull complete' <<<"$OUT")" 3 "three layers pulled in parallel into an empty store"
+assert_eq "$(count_layer_dirs "$root_d")" 3 "three layer directories"
+assert_store_clean "$root_d"
+
+section "(e) an index of two platforms"
+make_index_oci "$TEST_TMP/idx"
+push_fixture "oci:$TEST_TMP/idx:multi" multi:1 --all
+assert_eq "$(reg_manifest multi:1 | jq -r .mediaType)" application/vnd.oci.image.index.v1+json \
+  "the registry serves an index"
+root_e="$TEST_TMP/root-e"
+expect_ok cimg_in "$root_e" pull "$REGISTRY/multi:1"
+assert_contains "$OUT" "Digest: $(reg_digest multi:1)" "Digest is the index digest"
+expect_ok cimg_in "$root_e" inspect "$REGISTRY/multi:1"
+assert_eq "$(jq -r '.[0].Config.Labels.which' <<<"$OUT")" host "the host's platform is chosen"
+assert_eq "$(jq -r '.[0].Architecture' <<<"$OUT")" "$(host_arch)" "with the host's architecture"
+assert_contains "$(jq -r '.[0].RepoDigests[]' <<<"$OUT")" "$REGISTRY/multi@$(reg_digest multi:1)" \
+  "the repo digest is the index digest"
+expect_ok cimg_in "$root_e" pull --platform "linux/$OTHER_ARCH" "$REGISTRY/multi:1"
+expect_ok cimg_in "$root_e" inspect "$REGISTRY/multi:1"
+assert_eq "$(jq -r '.[0].Config.Labels.which' <<<"$OUT")" other "--platform picks the other one"
+assert_eq "$(jq -r '.[0].Architecture' <<<"$OUT")" "$OTHER_ARCH" "with its architecture"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_e" pull --platform linux/s390x "$REGISTRY/multi:1"
+assert_contains "$ERR" "no matching manifest for linux/s390x" "a missing platform is named"
+assert_contains "$ERR" "linux/$OTHER_ARCH" "the error lists the platforms the index has"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_e" pull --platform bogus "$REGISTRY/multi:1"
+assert_contains "$ERR" "invalid platform" "a malformed --platform is refused"
+push_fixture "oci:$TEST_TMP/idx:multi" list:1 --all --format v2s2
+assert_eq "$(reg_manifest list:1 | jq -r .mediaType)" \
+  application/vnd.docker.distribution.manifest.list.v2+json "the registry serves a Docker manifest list"
+# (another root: the same config under a second manifest would replace the image's manifest)
+root_e2="$TEST_TMP/root-e2"
+expect_ok cimg_in "$root_e2" pull --platform "linux/$OTHER_ARCH" "$REGISTRY/list:1"
+assert_contains "$OUT" "Digest: $(reg_digest list:1)" "Digest is the list's digest"
+expect_ok cimg_in "$root_e2" inspect "$REGISTRY/list:1"
+assert_eq "$(jq -r '.[0].Config.Labels.which' <<<"$OUT")" other "--platform picks from a Docker list"
+assert_store_clean "$root_e2"
+
+section "(e') registry-mirrors for docker.io"
+# No traffic leaves the machine: the mirror (this registry) serves the manifest, so
+# registry-1.docker.io is never asked.
+push_fixture "oci:$TEST_TMP/oci:busybox" library/busybox:latest
+printf '{"registry-mirrors": ["http://%s/"]}\n' "$REGISTRY" >"$TEST_TMP/mirrors.json"
+root_m="$TEST_TMP/root-m"
+CIMG_CONFIG="$TEST_TMP/mirrors.json" expect_ok cimg_in "$root_m" pull busybox
+assert_contains "$OUT" "Status: Downloaded newer image for busybox:latest" \
+  "a Docker Hub name is pulled (through the mirror) and named as Docker names it"
+assert_eq "$(tail -n 1 <<<"$OUT")" docker.io/library/busybox:latest "the full reference"
+assert_eq "$(cimg_in "$root_m" inspect busybox | jq -r '.[0].Id')" "$cfg" "the mirror's image"
+printf '{"registry-mirrors": ["busybox-mirror"]}\n' >"$TEST_TMP/bad-mirrors.json"
+CIMG_CONFIG="$TEST_TMP/bad-mirrors.json" expect_fail "$CIMG_ERR_CODE" cimg_in "$root_m" pull busybox
+assert_contains "$ERR" "not an http(s) URL" "a malformed config is refused, naming the key"
+assert_store_clean "$root_m"
+
+section "(f) by digest"
+root_f="$TEST_TMP/root-f"
+mdigest=$(reg_digest bb:oci)
+expect_ok cimg_in "$root_f" pull "$REGISTRY/bb@$mdigest"
+assert_eq "$(tail -n 1 <<<"$OUT")" "$REGISTRY/bb@$mdigest" "the last line is name@digest"
+expect_ok cimg_in "$root_f" inspect "$REGISTRY/bb@$mdigest"
+assert_eq "$(jq -r '.[0].Id' <<<"$OUT")" "$cfg" "the image is found by its repo digest"
+assert_eq "$(jq -c '.[0].RepoTags' <<<"$OUT")" "[]" "a pull by digest adds no tag"
+wrong="sha256:$(printf x | sha256sum | cut -d' ' -f1)"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_f" pull "$REGISTRY/bb@$wrong"
+assert_contains "$ERR" "not found" "an unknown digest is not found"
+assert_store_clean "$root_f"
+
+section "(g) refusals"
+expect_fail "$CIMG_ERR_CODE" cimg pull "$REGISTRY/bb:nosuchtag"
+assert_contains "$ERR" "bb:nosuchtag" "the error names the reference"
+assert_contains "$ERR" "not found" "an unknown tag is not found"
+expect_fail "$CIMG_USAGE_CODE" cimg pull --max-concurrent-downloads 0 "$REGISTRY/bb:oci"
+expect_fail "$CIMG_USAGE_CODE" cimg pull
+expect_fail "$CIMG_ERR_CODE" cimg pull "$REGISTRY/UPPER:1"
+
+# A config of 5 MB: refused before it is fetched.
+big="$TEST_TMP/big.json"
+{
+  printf '{"pad":"'
+  head -c 5000000 /dev/zero | tr '\0' 'a'
+  printf '"}'
+} >"$big"
+bighex=$(sha256_of "$big")
+loc=$(curl -s -o /dev/null -D - -X POST "http://$REGISTRY/v2/big/blobs/uploads/" |
+  tr -d '\r' | awk 'tolower($1) == "location:" {print $2}')
+[[ "$loc" == http* ]] || loc="http://$REGISTRY$loc"
+must curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$big" \
+  "$loc&digest=sha256:$bighex"
+bigm=$(jq -cn --arg d "sha256:$bighex" --argjson s "$(stat -c %s "$big")" \
+  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $d, size: $s},
+    layers: []}')
+must curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "$bigm" "http://$REGISTRY/v2/big/manifests/1"
+expect_fail "$CIMG_ERR_CODE" cimg pull "$REGISTRY/big:1"
+assert_contains "$ERR" "over the limit" "a config over 4 MiB is refused"
+
+# An index entry whose media type is not the manifest's.
+push_fixture "oci:$TEST_TMP/oci:busybox" mt:oci
+oci_d=$(jq -cn --arg d "$(reg_digest mt:oci)" --argjson s "$(reg_manifest mt:oci | wc -c)" --arg a "$(host_arch)" \
+  '{mediaType: "application/vnd.docker.distribution.manifest.v2+json", digest: $d, size: $s,
+    platform: {os: "linux", architecture: $a}}')
+must curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+  --data-binary "$(jq -cn --argjson m "$oci_d" '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [$m]}')" \
+  "http://$REGISTRY/v2/mt/manifests/1"
+expect_fail "$CIMG_ERR_CODE" cimg pull "$REGISTRY/mt:1"
+assert_contains "$ERR" "media type mismatch" "a manifest whose type is not the index's is refused"
+
+# Wrong bytes of the right length in the registry's copy of a layer.
+# (recompressed at another level, so that no other repository shares the blob)
+push_fixture "oci:$TEST_TMP/oci:busybox" corrupt:1 --dest-compress --dest-compress-level 1
+cblob=$(reg_manifest corrupt:1 | jq -r '.layers[0].digest')
+cfile="$REGISTRY_STORAGE/docker/registry/v2/blobs/sha256/${cblob:7:2}/${cblob#sha256:}/data"
+size=$(stat -c %s "$cfile")
+must dd if=/dev/urandom of="$cfile" bs=1 count=16 seek=$((size / 2)) conv=notrunc status=none
+root_g="$TEST_TMP/root-g"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_g" pull "$REGISTRY/corrupt:1"
+assert_contains "$ERR" "layer $cblob" "the error names the layer"
+assert_match "$ERR" "digest mismatch|zstd|corrupt|decompress" "the error says what differed"
+assert_eq "$(cimg_in "$root_g" images -q)" "" "nothing is tagged after a failed pull"
+assert_eq "$(count_layer_dirs "$root_g")" 0 "no layer is kept from the failed pull"
+assert_store_clean "$root_g"
