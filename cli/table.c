@@ -63,10 +63,10 @@ table_print (struct table *t, FILE *out)
       for (size_t c = 0; c < t->ncols; c++)
         {
           const char *s = t->cells[r * t->ncols + c];
+          fputs (s, out);
           if (c + 1 < t->ncols)
-            fprintf (out, "%-*s", (int)w[c], s);
-          else
-            fprintf (out, "%s", s);
+            for (size_t k = width (s); k < w[c]; k++)
+              fputc (' ', out);
         }
       fputc ('\n', out);
     }
