@@ -116,4 +116,8 @@ show "$cimg" --root "$root2" system check
 show "$cimg" --root "$root1" system df
 
 echo
+echo "# The image loaded into the second store runs there too."
+show "$cimg" --root "$root2" run --rm "$registry/demo/busybox:1" sh -c 'echo "hello again from $(hostname), as $(id -un)"'
+
+echo
 echo "demo: done"
