@@ -71,8 +71,9 @@ runc --root "$work/runc-state" run --bundle "$bundle" bench-check </dev/null
 unshare -mpiun --fork /bin/true
 
 # ---------------------------------------------------------------- timing, alternating
-# python3 times each command (fork+exec+wait, the same overhead for all three) and reads the
-# peak RSS of cimg from its rusage.
+# python3 times each command (fork+exec+wait, the same overhead for all three). cimg's peak RSS
+# is measured apart, under /usr/bin/time: python's posix_spawn runs the child on python's own
+# address space until exec, so the rusage it gets back carries python's RSS, not cimg's.
 python3 - "$RUNS" "$CIMG" "$work" "$bundle" <<'EOF'
 import os, resource, statistics, subprocess, sys, time
 runs, cimg, work, bundle = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -100,8 +101,6 @@ for i in range(runs + 2):  # the first two rounds warm the caches and are droppe
             sys.exit("%s exited %d" % (k, os.waitstatus_to_exitcode(status)))
         if i >= 2:
             times[k].append((t1 - t0) / 1e6)
-            if k == "cimg":
-                peak = max(peak, ru.ru_maxrss)
 med = {k: statistics.median(v) for k, v in times.items()}
 for k in ("cimg", "runc", "floor", "cimg-unconfined"):
     v = sorted(times[k])
@@ -110,5 +109,10 @@ print("cimg / runc  = %.2f   (goal <= 1.00)" % (med["cimg"] / med["runc"]))
 print("cimg / floor = %.2f" % (med["cimg"] / med["floor"]))
 print("runc / floor = %.2f" % (med["runc"] / med["floor"]))
 print("cimg-unconfined / runc = %.2f   (runc's bundle loads no seccomp profile)" % (med["cimg-unconfined"] / med["runc"]))
-print("cimg peak RSS: %.1f MiB (goal <= 8 MiB)" % (peak / 1024))
 EOF
+peak=0
+for _ in 1 2 3 4 5; do
+  kb=$(/usr/bin/time -f %M "$CIMG" --root "$work/root" run --rm bench/busybox:1 /bin/true 2>&1 >/dev/null | tail -n 1)
+  [ "$kb" -gt "$peak" ] && peak=$kb
+done
+awk -v kb="$peak" 'BEGIN {printf "cimg peak RSS: %.1f MiB, the largest of 5 runs under /usr/bin/time (goal <= 8 MiB)\n", kb / 1024}'
