@@ -98,6 +98,24 @@ show "$cimg" --root "$root1" ps -a
 show "$cimg" --root "$root1" rm demo1
 
 echo
+echo "# Build an image from a Dockerfile FROM the pulled one, then run it; a second build is cached."
+mkdir -p "$work/ctx"
+printf 'hello from a file the build copied\n' >"$work/ctx/greeting.txt"
+cat >"$work/ctx/Dockerfile" <<EOF
+FROM $registry/demo/busybox:1
+ARG WHO=demo
+ENV GREETER=\$WHO
+WORKDIR /app
+COPY greeting.txt .
+RUN echo "built by \$GREETER" > built.txt
+CMD ["sh", "-c", "cat /app/greeting.txt /app/built.txt"]
+EOF
+show cat "$work/ctx/Dockerfile"
+show "$cimg" --root "$root1" build -t demo/app:1 "$work/ctx"
+show "$cimg" --root "$root1" run --rm demo/app:1
+show "$cimg" --root "$root1" build -t demo/app:1 "$work/ctx"
+
+echo
 echo "# Push it back under another name; skopeo reads what cimg wrote."
 show "$cimg" --root "$root1" tag "$registry/demo/busybox:1" "$registry/demo/copy:1"
 show "$cimg" --root "$root1" push "$registry/demo/copy:1"

@@ -68,5 +68,29 @@ int cmd_logout (struct cli *c, int argc, char **argv);
 int cmd_run (struct cli *c, int argc, char **argv);
 int cmd_ps (struct cli *c, int argc, char **argv);
 int cmd_rm (struct cli *c, int argc, char **argv);
+struct cimg_spec;
+struct cimg_container;
+/* The runtime spec of a container record; *storage holds what it points to (cli_spec_free). */
+struct cimg_spec *cli_spec_from_record (struct cimg_store *s, struct cimg_container *c,
+                                        void **storage);
+void cli_spec_free (void *storage);
+/* Start the container under a monitor (run -d, start); prints the ID with print_id. Returns the
+   exit code for cimg (0, 125, or 126/127 when the command could not be executed). */
+int cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id);
+/* cli/container.c */
+int cmd_logs (struct cli *c, int argc, char **argv);
+int cmd_wait (struct cli *c, int argc, char **argv);
+int cmd_stop (struct cli *c, int argc, char **argv);
+int cmd_kill (struct cli *c, int argc, char **argv);
+int cmd_start (struct cli *c, int argc, char **argv);
+int cmd_restart (struct cli *c, int argc, char **argv);
+int cmd_container (struct cli *c, int argc, char **argv);
+int cmd_exec (struct cli *c, int argc, char **argv);
+/* inspect of containers, else of images (cmd_inspect) */
+int cmd_inspect_any (struct cli *c, int argc, char **argv);
+/* Kill the container's monitor (if any) and process, and wait until its state is recorded. */
+int cli_container_kill_all (struct cimg_store *s, struct cimg_container *ctr);
+/* cli/build.c */
+int cmd_build (struct cli *c, int argc, char **argv);
 
 #endif

@@ -122,6 +122,17 @@ static const struct cli_command system_commands[] = {
 };
 
 static const struct cli_command top_commands[] = {
+  { "build", cmd_build, "cimg build [OPTIONS] PATH",
+    "Build an image from a Dockerfile\n\nOptions:\n"
+    "      --build-arg list   Set build-time variables (K=V)\n"
+    "      --dry-run          Print the parsed plan and run nothing\n"
+    "  -f, --file string      Name of the Dockerfile (default: PATH/Dockerfile)\n"
+    "      --network string   Networking mode for RUN: host (default) or none\n"
+    "      --no-cache         Do not use cache when building the image\n"
+    "      --pull             Always pull the FROM images (missing ones are pulled anyway)\n"
+    "  -q, --quiet            Suppress the build output and print image ID on success\n"
+    "  -t, --tag list         Name and optionally a tag (name:tag)\n"
+    "      --target string    Set the target build stage to build\n" },
   { "images", cmd_images, "cimg images [OPTIONS] [REPOSITORY[:TAG]]",
     "List images\n\nOptions:\n  -a, --all             Show all images (untagged ones too)\n"
     "      --digests         Show digests\n      --format string   \"json\": one JSON object "
@@ -132,8 +143,9 @@ static const struct cli_command top_commands[] = {
   { "rmi", cmd_rmi, "cimg rmi [OPTIONS] IMAGE [IMAGE...]",
     "Remove one or more images\n\nOptions:\n  -f, --force   Remove the image even if it has "
     "several tags; untag an image in use\n" },
-  { "inspect", cmd_inspect, "cimg inspect IMAGE [IMAGE...]",
-    "Return low-level information on images, as JSON\n" },
+  { "inspect", cmd_inspect_any, "cimg inspect [OPTIONS] NAME|ID [NAME|ID...]",
+    "Return low-level information on containers or images, as JSON\n\nOptions:\n"
+    "      --type string   container or image (default: a container of that name first)\n" },
   { "history", cmd_history, "cimg history [OPTIONS] IMAGE",
     "Show the history of an image\n\nOptions:\n      --no-trunc   Don't truncate output\n"
     "  -q, --quiet      Only show image IDs\n" },
@@ -212,6 +224,32 @@ static const struct cli_command top_commands[] = {
   { "rm", cmd_rm, "cimg rm [OPTIONS] CONTAINER [CONTAINER...]",
     "Remove one or more containers\n\nOptions:\n  -f, --force   Force the removal of a "
     "running container (uses SIGKILL)\n" },
+  { "logs", cmd_logs, "cimg logs [OPTIONS] CONTAINER",
+    "Fetch the logs of a container\n\nOptions:\n  -f, --follow       Follow log output\n"
+    "  -n, --tail string  Number of lines to show from the end of the logs (default \"all\")\n"
+    "  -t, --timestamps   Show timestamps\n" },
+  { "wait", cmd_wait, "cimg wait CONTAINER [CONTAINER...]",
+    "Block until one or more containers stop, then print their exit codes\n" },
+  { "stop", cmd_stop, "cimg stop [OPTIONS] CONTAINER [CONTAINER...]",
+    "Stop one or more running containers\n\nOptions:\n  -s, --signal string   Signal to "
+    "send (default: the image's StopSignal, else SIGTERM)\n  -t, --time int        Seconds to "
+    "wait before killing it (default 10)\n" },
+  { "kill", cmd_kill, "cimg kill [OPTIONS] CONTAINER [CONTAINER...]",
+    "Kill one or more running containers\n\nOptions:\n  -s, --signal string   Signal to "
+    "send to the container (default \"KILL\")\n" },
+  { "start", cmd_start, "cimg start [OPTIONS] CONTAINER [CONTAINER...]",
+    "Start one or more stopped containers\n\nOptions:\n  -a, --attach   Run in the "
+    "foreground: its output, its exit code\n" },
+  { "restart", cmd_restart, "cimg restart [OPTIONS] CONTAINER [CONTAINER...]",
+    "Restart one or more containers\n\nOptions:\n  -t, --time int   Seconds to wait before "
+    "killing it (default 10)\n" },
+  { "exec", cmd_exec, "cimg exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+    "Execute a command in a running container\n\nOptions:\n  -d, --detach         Run the "
+    "command in the background\n  -e, --env list       Set environment variables\n"
+    "  -i, --interactive    Keep STDIN open\n  -u, --user string    Username or UID "
+    "(<name|uid>[:<gid>])\n  -w, --workdir string Working directory inside the container\n" },
+  { "container", cmd_container, "cimg container COMMAND",
+    "Manage containers (prune, ls, rm, logs, start, stop, …)\n" },
   { "version", cmd_version, "cimg version", "Show the cimg version\n" },
   { NULL, NULL, NULL, NULL },
 };

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/monitor.h"
 #include "runtime/runtime.h"
 #include "store/container.h"
 
@@ -25,7 +26,8 @@ struct run_opts
 {
   char **env, **env_files, **cap_add, **cap_drop, **group_add, **security_opt;
   const char *entrypoint, *hostname, *name, *network, *user, *workdir;
-  bool interactive, tty, rm, privileged, read_only;
+  bool interactive, tty, rm, privileged, read_only, detach;
+  const char *restart;
   int64_t memory, memory_swap, cpu_shares, cpu_quota, cpu_period, pids_limit, shm_size;
   double cpus;
   bool memory_swap_set;
@@ -151,6 +153,7 @@ enum
   O_KERNEL_MEMORY,
   O_OOM_KILL_DISABLE,
   O_BLKIO_WEIGHT,
+  O_RESTART,
 };
 
 static int
@@ -197,6 +200,8 @@ parse_run (struct cli *c, int argc, char **argv, struct run_opts *o)
     { "kernel-memory", required_argument, NULL, O_KERNEL_MEMORY },
     { "oom-kill-disable", no_argument, NULL, O_OOM_KILL_DISABLE },
     { "blkio-weight", required_argument, NULL, O_BLKIO_WEIGHT },
+    { "detach", no_argument, NULL, 'd' },
+    { "restart", required_argument, NULL, O_RESTART },
     { "tty", no_argument, NULL, 't' },
     { "user", required_argument, NULL, 'u' },
     { "workdir", required_argument, NULL, 'w' },
@@ -204,7 +209,7 @@ parse_run (struct cli *c, int argc, char **argv, struct run_opts *o)
   };
   /* "+": options end at the first non-option (the image); what follows is the command. */
   int r;
-  while ((r = getopt_long (argc, argv, "+:c:e:h:im:tu:v:w:", longopts, NULL)) != -1)
+  while ((r = getopt_long (argc, argv, "+:c:de:h:im:tu:v:w:", longopts, NULL)) != -1)
     {
       const char *a = optarg;
       switch (r)
@@ -255,6 +260,12 @@ parse_run (struct cli *c, int argc, char **argv, struct run_opts *o)
           break;
         case 'i':
           o->interactive = true;
+          break;
+        case 'd':
+          o->detach = true;
+          break;
+        case O_RESTART:
+          o->restart = a;
           break;
         case 'm':
           if (parse_bytes (a, &o->memory) < 0)
@@ -608,8 +619,10 @@ resolve_user (const char *spec, const char *passwd, const char *group, char *con
   return 0;
 }
 
+/* --security-opt; *profile gets a seccomp profile file's JSON text (checked to compile). */
 static int
-check_security_opts (struct run_opts *o, bool *seccomp, bool *nnp, cimg_error_t *err)
+check_security_opts (struct run_opts *o, bool *seccomp, bool *nnp, char **profile,
+                     cimg_error_t *err)
 {
   for (size_t i = 0; o->security_opt && o->security_opt[i]; i++)
     {
@@ -623,10 +636,17 @@ check_security_opts (struct run_opts *o, bool *seccomp, bool *nnp, cimg_error_t 
       else if (strcmp (s, "seccomp=unconfined") == 0 || strcmp (s, "seccomp:unconfined") == 0)
         *seccomp = false;
       else if (cimg_str_has_prefix (s, "seccomp=") || cimg_str_has_prefix (s, "seccomp:"))
-        return cimg_error_set (err, ENOTSUP,
-                               "--security-opt %s: seccomp profiles from a file are not "
-                               "supported yet (only seccomp=unconfined)",
-                               s);
+        {
+          size_t len = 0;
+          free (*profile);
+          *profile = NULL;
+          if (cimg_seccomp_read_profile (s + 8, profile, &len, err) < 0)
+            return cimg_error_wrap (err, "--security-opt %s", s);
+          /* Compiled once here so that a bad profile is refused before anything is created. */
+          cleanup_seccomp_prog struct cimg_seccomp_prog *check = NULL;
+          if (cimg_seccomp_prepare_json (*profile, len, NULL, &check, err) < 0)
+            return cimg_error_wrap (err, "--security-opt %s", s);
+        }
       else
         return cimg_error_set (err, EINVAL, "invalid --security-opt: \"%s\"", s);
     }
@@ -816,10 +836,17 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
     }
 
   bool seccomp = !o->privileged, nnp = false;
-  if (check_security_opts (o, &seccomp, &nnp, err) < 0)
+  cleanup_free char *profile = NULL;
+  if (check_security_opts (o, &seccomp, &nnp, &profile, err) < 0)
     {
       user_clear (&u);
       return NULL;
+    }
+  if (o->privileged)
+    {
+      /* As Docker: --privileged runs without any seccomp filter, a profile file included. */
+      free (profile);
+      profile = NULL;
     }
   struct cimg_limits l = { 0 };
   int64_t nano_cpus = 0;
@@ -895,6 +922,11 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
                        json_integer (l.cpu_period));
   json_object_set_new (json_object_get (config, "HostConfig"), "CgroupCpuQuota",
                        json_integer (l.cpu_quota));
+  /* The profile's text, not its path: start and exec must confine as run did, even if the
+     file changed or went away since. */
+  if (profile)
+    json_object_set_new (json_object_get (config, "HostConfig"), "SeccompProfile",
+                         json_string (profile));
   *exit_code = 0;
   return config;
 }
@@ -1081,6 +1113,19 @@ resolve_extras (struct run_opts *o, json_t *config, cimg_error_t *err)
                            "reservation limit, see usage");
   if (o->blkio_weight && (o->blkio_weight < 10 || o->blkio_weight > 1000))
     return cimg_error_set (err, EINVAL, "Range of blkio weight is from 10 to 1000");
+  enum cimg_restart_kind rk;
+  int rmax;
+  if (cimg_restart_parse (o->restart, &rk, &rmax, err) < 0)
+    return -1;
+  if (rk != CIMG_RESTART_NO && o->rm)
+    return cimg_error_set (err, EINVAL, "Conflicting options: --restart and --rm");
+  static const char *const policy_names[] = { [CIMG_RESTART_NO] = "no",
+                                              [CIMG_RESTART_ON_FAILURE] = "on-failure",
+                                              [CIMG_RESTART_ALWAYS] = "always",
+                                              [CIMG_RESTART_UNLESS_STOPPED] = "unless-stopped" };
+  json_object_set_new (
+      hc, "RestartPolicy",
+      json_pack ("{s:s, s:i}", "Name", policy_names[rk], "MaximumRetryCount", rmax));
   json_object_set_new (hc, "MemoryReservation", json_integer (o->memory_reservation));
   json_object_set_new (hc, "MemorySwappiness", json_integer (o->memory_swappiness));
   json_object_set_new (hc, "OomKillDisable", json_boolean (o->oom_kill_disable));
@@ -1366,6 +1411,7 @@ spec_from_record (struct cimg_store *s, struct cimg_container *c, struct spec_st
   sp->caps = st->caps;
   sp->privileged = json_is_true (json_object_get (hc, "Privileged"));
   sp->seccomp = json_is_true (json_object_get (hc, "Seccomp"));
+  sp->seccomp_profile = cimg_json_str (hc, "SeccompProfile");
   sp->no_new_privileges = json_is_true (json_object_get (hc, "NoNewPrivileges"));
   sp->shm_size = cimg_json_int (hc, "ShmSize");
 
@@ -1424,6 +1470,24 @@ spec_from_record (struct cimg_store *s, struct cimg_container *c, struct spec_st
   const char *cs = cimg_json_str (hc, "CpusetCpus"), *cm = cimg_json_str (hc, "CpusetMems");
   sp->limits.cpuset_cpus = cs && *cs ? cs : NULL;
   sp->limits.cpuset_mems = cm && *cm ? cm : NULL;
+}
+
+struct cimg_spec *
+cli_spec_from_record (struct cimg_store *s, struct cimg_container *c, void **storage)
+{
+  struct spec_storage *st = xzalloc (sizeof *st);
+  spec_from_record (s, c, st);
+  *storage = st;
+  return &st->spec;
+}
+
+void
+cli_spec_free (void *storage)
+{
+  if (storage == NULL)
+    return;
+  spec_storage_clear (storage);
+  free (storage);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -1566,6 +1630,14 @@ cmd_run (struct cli *c, int argc, char **argv)
       return EXIT_USAGE;
     }
 
+  if (o.detach)
+    {
+      int drc = cli_start_detached (s, ctr, true);
+      if (drc == EXIT_USAGE && o.rm)
+        remove_quietly (s, ctr);
+      return drc;
+    }
+
   struct spec_storage st = { 0 };
   spec_from_record (s, ctr, &st);
   struct started sd = { s, ctr };
@@ -1604,6 +1676,32 @@ cmd_run (struct cli *c, int argc, char **argv)
   if (o.rm && faccessat (cimg_store_dirfd (s), dir, F_OK, 0) == 0)
     remove_quietly (s, ctr);
   return rc;
+}
+
+int
+cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id)
+{
+  struct spec_storage st = { 0 };
+  spec_from_record (s, ctr, &st);
+  cimg_error_t err = { 0 };
+  pid_t pid;
+  int exec_error;
+  cleanup_free char *exec_message = NULL;
+  int r = cimg_monitor_start (s, ctr, &st.spec, &pid, &exec_error, &exec_message, &err);
+  spec_storage_clear (&st);
+  if (r < 0)
+    {
+      cli_fail (&err);
+      return EXIT_USAGE;
+    }
+  if (exec_error)
+    {
+      fprintf (stderr, "cimg: %s\n", exec_message);
+      return exec_error;
+    }
+  if (print_id)
+    printf ("%s\n", ctr->id);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- ps */
@@ -1645,16 +1743,72 @@ command_of (struct cimg_container *ctr, bool no_trunc)
   return xasprintf ("\"%s\"", s);
 }
 
+/* "created", "running", "restarting" (exited, its monitor about to start it again) or
+   "exited". */
+static const char *
+ps_state (struct cimg_container *ctr)
+{
+  const char *status = cimg_container_status (ctr);
+  if (strcmp (status, "exited") == 0 && json_is_true (json_object_get (ctr->state, "Restarting"))
+      && cimg_monitor_pid (ctr) > 0)
+    return "restarting";
+  return status;
+}
+
+/* Docker's filters: values of one key are alternatives, different keys must all match. */
+static bool
+ps_match (struct cimg_store *s, struct cimg_container *ctr, char *const *filters)
+{
+  static const char *const keys[] = { "status", "name", "ancestor", "id" };
+  for (size_t k = 0; k < ARRAY_SIZE (keys); k++)
+    {
+      bool seen = false, ok = false;
+      size_t kl = strlen (keys[k]);
+      for (size_t i = 0; filters && filters[i]; i++)
+        {
+          if (strncmp (filters[i], keys[k], kl) != 0 || filters[i][kl] != '=')
+            continue;
+          seen = true;
+          const char *v = filters[i] + kl + 1;
+          if (k == 0)
+            ok |= strcmp (ps_state (ctr), v) == 0;
+          else if (k == 1)
+            ok |= strstr (cimg_container_name (ctr), v[0] == '/' ? v + 1 : v) != NULL;
+          else if (k == 2)
+            {
+              const char *iname = cimg_json_str (ctr->config, "ImageName") ?: "";
+              const char *iid = cimg_json_str (ctr->config, "Image") ?: "";
+              bool m = strcmp (iname, v) == 0 || cimg_str_has_prefix (iid, v)
+                       || (cimg_str_has_prefix (v, "sha256:") && strcmp (iid, v + 7) == 0);
+              if (!m)
+                {
+                  cimg_error_t e = { 0 };
+                  cleanup_image struct cimg_image *img = cimg_store_find_image (s, v, &e);
+                  cimg_error_clear (&e);
+                  m = img && strcmp (img->id, iid) == 0;
+                }
+              ok |= m;
+            }
+          else
+            ok |= cimg_str_has_prefix (ctr->id, v);
+        }
+      if (seen && !ok)
+        return false;
+    }
+  return true;
+}
+
 int
 cmd_ps (struct cli *c, int argc, char **argv)
 {
-  static const struct option longopts[] = { { "all", no_argument, NULL, 'a' },
-                                            { "quiet", no_argument, NULL, 'q' },
-                                            { "no-trunc", no_argument, NULL, 'T' },
-                                            { 0 } };
-  bool all = false, quiet = false, no_trunc = false;
+  static const struct option longopts[]
+      = { { "all", no_argument, NULL, 'a' },          { "quiet", no_argument, NULL, 'q' },
+          { "no-trunc", no_argument, NULL, 'T' },     { "filter", required_argument, NULL, 'f' },
+          { "format", required_argument, NULL, 'F' }, { 0 } };
+  bool all = false, quiet = false, no_trunc = false, as_json = false;
+  cleanup_strv char **filters = NULL;
   int r;
-  while ((r = cli_getopt (c, argc, argv, "aq", longopts)) != -1)
+  while ((r = cli_getopt (c, argc, argv, "aqf:", longopts)) != -1)
     switch (r)
       {
       case 'a':
@@ -1665,6 +1819,31 @@ cmd_ps (struct cli *c, int argc, char **argv)
         break;
       case 'T':
         no_trunc = true;
+        break;
+      case 'f':
+        {
+          static const char *const known[] = { "status=", "name=", "ancestor=", "id=" };
+          bool ok = false;
+          for (size_t i = 0; i < ARRAY_SIZE (known); i++)
+            ok |= cimg_str_has_prefix (optarg, known[i]);
+          if (!ok)
+            return cli_usage_error (c, "invalid filter '%s'", optarg);
+          if (cimg_str_has_prefix (optarg, "status="))
+            {
+              const char *v = optarg + 7;
+              if (strcmp (v, "created") && strcmp (v, "running") && strcmp (v, "exited")
+                  && strcmp (v, "restarting") && strcmp (v, "paused") && strcmp (v, "removing")
+                  && strcmp (v, "dead"))
+                return cli_usage_error (c, "invalid filter 'status=%s'", v);
+              all = true; /* as Docker: a status filter looks at every container */
+            }
+          cimg_strv_append (&filters, optarg);
+          break;
+        }
+      case 'F':
+        if (strcmp (optarg, "json") != 0 && strcmp (optarg, "{{json .}}") != 0)
+          return cli_usage_error (c, "unsupported --format \"%s\" (only json)", optarg);
+        as_json = true;
         break;
       case 'h':
         return 0;
@@ -1681,15 +1860,17 @@ cmd_ps (struct cli *c, int argc, char **argv)
   size_t n = 0;
   if (cimg_container_list (s, &v, &n, &err) < 0)
     return cli_fail (&err);
-  struct table *t = quiet ? NULL : table_new (7);
+  struct table *t = quiet || as_json ? NULL : table_new (7);
   if (t)
     table_add (t, "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES");
   for (size_t k = 0; k < n; k++)
     {
       struct cimg_container *ctr = v[k];
-      const char *status = cimg_container_status (ctr);
+      const char *status = ps_state (ctr);
       bool running = strcmp (status, "running") == 0;
       if (!all && !running)
+        continue;
+      if (!ps_match (s, ctr, filters))
         continue;
       char id[80];
       snprintf (id, sizeof id, no_trunc ? "%s" : "%.12s", ctr->id);
@@ -1698,22 +1879,35 @@ cmd_ps (struct cli *c, int argc, char **argv)
           printf ("%s\n", id);
           continue;
         }
-      char created[96], st[128], d[64];
-      since (cimg_json_str (ctr->config, "Created"), d, sizeof d);
-      snprintf (created, sizeof created, "%s ago", d);
+      char created[96], st[128], d[64], ago[64];
+      since (cimg_json_str (ctr->config, "Created"), ago, sizeof ago);
+      snprintf (created, sizeof created, "%s ago", ago);
       if (running)
         {
           since (cimg_json_str (ctr->state, "StartedAt"), d, sizeof d);
           snprintf (st, sizeof st, "Up %s", d);
         }
-      else if (strcmp (status, "exited") == 0)
+      else if (strcmp (status, "exited") == 0 || strcmp (status, "restarting") == 0)
         {
           since (cimg_json_str (ctr->state, "FinishedAt"), d, sizeof d);
-          snprintf (st, sizeof st, "Exited (%d) %s ago", cimg_container_exit_code (ctr), d);
+          snprintf (st, sizeof st, "%s (%d) %s ago", status[0] == 'e' ? "Exited" : "Restarting",
+                    cimg_container_exit_code (ctr), d);
         }
       else
         snprintf (st, sizeof st, "Created");
       cleanup_free char *cmd = command_of (ctr, no_trunc);
+      if (as_json)
+        {
+          cleanup_json json_t *o = json_pack (
+              "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Command", cmd, "CreatedAt",
+              cimg_json_str (ctr->config, "Created") ?: "", "ID", id, "Image",
+              cimg_json_str (ctr->config, "ImageName") ?: "", "Names", cimg_container_name (ctr),
+              "Ports", "", "RunningFor", created, "State", status, "Status", st);
+          cleanup_free char *text = o ? json_dumps (o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+          if (text)
+            printf ("%s\n", text);
+          continue;
+        }
       table_add (t, id, cimg_json_str (ctr->config, "ImageName") ?: "", cmd, created, st, "",
                  cimg_container_name (ctr));
     }
@@ -1727,27 +1921,6 @@ cmd_ps (struct cli *c, int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------- rm */
-
-static int
-wait_gone (struct cimg_store *s, struct cimg_container *ctr)
-{
-  /* The process was SIGKILLed: it is gone within milliseconds; whoever ran it (cimg run) then
-     reaps it and removes its cgroup. */
-  for (int i = 0; i < 500; i++)
-    {
-      cimg_error_t e = { 0 };
-      if (cimg_container_reload (s, ctr, &e) < 0)
-        {
-          cimg_error_clear (&e);
-          return 0;
-        }
-      if (strcmp (cimg_container_status (ctr), "running") != 0)
-        return 0;
-      struct timespec ts = { 0, 10 * 1000 * 1000 };
-      nanosleep (&ts, NULL);
-    }
-  return -1;
-}
 
 int
 cmd_rm (struct cli *c, int argc, char **argv)
@@ -1785,19 +1958,19 @@ cmd_rm (struct cli *c, int argc, char **argv)
           continue;
         }
       pid_t pid = cimg_container_pid (ctr);
-      if (pid > 0)
+      bool restarting = strcmp (ps_state (ctr), "restarting") == 0;
+      if (pid > 0 || restarting)
         {
           if (!force)
             {
               fprintf (stderr,
-                       "cimg: You cannot remove a running container %s. Stop the container "
+                       "cimg: You cannot remove a %s container %s. Stop the container "
                        "before attempting removal or force remove\n",
-                       ctr->id);
+                       pid > 0 ? "running" : "restarting", ctr->id);
               rc = EXIT_FAIL;
               continue;
             }
-          kill (pid, SIGKILL);
-          if (wait_gone (s, ctr) < 0)
+          if (cli_container_kill_all (s, ctr) < 0)
             {
               fprintf (stderr, "cimg: container %.12s did not stop after SIGKILL\n", ctr->id);
               rc = EXIT_FAIL;

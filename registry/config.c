@@ -1,4 +1,5 @@
-/* cimg's registry configuration (insecure registries, mirrors) and Docker's credentials file. */
+/* cimg's registry configuration (insecure registries, mirrors, push chunk size) and Docker's
+ * credentials file. */
 #include "registry/registry-internal.h"
 
 #include <arpa/inet.h>
@@ -50,6 +51,22 @@ reg_config_merge (struct reg_config *c, json_t *j, cimg_error_t *err)
   if (merge_strings (&c->insecure, j, "insecure-registries", err) < 0
       || merge_strings (&c->mirrors, j, "registry-mirrors", err) < 0)
     return -1;
+  json_t *cs = json_object_get (j, "push-chunk-size");
+  if (cs)
+    {
+      /* A byte count, or a string with a unit ("64M"); a later file overrides. */
+      int64_t n = -1;
+      if (json_is_integer (cs))
+        n = json_integer_value (cs);
+      else if (!json_is_string (cs) || reg_parse_size (json_string_value (cs), &n) < 0)
+        n = -1;
+      if (n < 0)
+        return cimg_error_set (err, EINVAL,
+                               "\"push-chunk-size\" must be a byte count such as 67108864 or "
+                               "\"64M\"");
+      c->has_push_chunk_size = true;
+      c->push_chunk_size = n;
+    }
   for (size_t i = 0; c->mirrors && c->mirrors[i]; i++)
     if (!cimg_str_has_prefix (c->mirrors[i], "http://")
         && !cimg_str_has_prefix (c->mirrors[i], "https://"))

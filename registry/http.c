@@ -24,6 +24,7 @@ reg_response_clear (struct reg_response *r)
   free (r->www_auth);
   free (r->retry_after);
   free (r->content_range);
+  free (r->range);
   memset (r, 0, sizeof *r);
 }
 
@@ -56,7 +57,17 @@ reg_client_new (const char *domain, const char *repo, const char *actions, cimg_
   c->repo = xstrdup (repo ? repo : "");
   c->actions = xstrdup (actions ? actions : "pull");
   c->insecure = reg_config_insecure (&cfg, domain);
+  /* 64 MiB: one PUT for nearly every layer, while a broken upload of a big one loses at
+     most a chunk. The environment variable is for tests (small chunks of small images). */
+  c->chunk_size = cfg.has_push_chunk_size ? cfg.push_chunk_size : (int64_t)64 << 20;
   reg_config_clear (&cfg);
+  const char *cs = getenv ("CIMG_PUSH_CHUNK_SIZE");
+  if (cs && *cs && reg_parse_size (cs, &c->chunk_size) < 0)
+    {
+      cimg_error_set (err, EINVAL, "CIMG_PUSH_CHUNK_SIZE=\"%s\" is not a byte count", cs);
+      reg_client_free (c);
+      return NULL;
+    }
   if (strcmp (domain, "docker.io") == 0)
     c->endpoint = xstrdup ("https://registry-1.docker.io");
   else
@@ -93,6 +104,7 @@ reg_client_free (struct reg_client *c)
   free (c->user);
   free (c->pass);
   free (c->authz);
+  free (c->challenge);
   free (c);
 }
 
@@ -223,6 +235,7 @@ reg_take_headers (struct reg_response *r, const char *line, size_t n)
   take_header (line, n, "WWW-Authenticate", &r->www_auth);
   take_header (line, n, "Retry-After", &r->retry_after);
   take_header (line, n, "Content-Range", &r->content_range);
+  take_header (line, n, "Range", &r->range);
 }
 
 static size_t
@@ -289,8 +302,10 @@ reg_request (struct reg_client *c, const char *method, const char *url, char *co
   for (int attempt = 0;; attempt++)
     {
       bool too_big = false;
-      CURLcode rc
-          = perform (c, method, url, headers, c->authz, body, len, body_type, max, r, &too_big);
+      if (reg_client_fresh_token (c, err) < 0)
+        return -1;
+      CURLcode rc = perform (c, method, url, headers, reg_client_authz_for (c, url), body, len,
+                             body_type, max, r, &too_big);
       if (too_big)
         return cimg_error_set (err, EFBIG, "%s %s: response over the limit of %zu bytes", method,
                                url, max);
@@ -337,6 +352,45 @@ reg_response_error (const struct reg_response *r)
 }
 
 /* ---------------------------------------------------------------- auth */
+
+static int64_t
+monotonic_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *
+reg_client_authz_for (struct reg_client *c, const char *url)
+{
+  /* Upload locations come from the registry and may name another host (storage behind it):
+     the registry's credentials go only to the registry. */
+  size_t n = strlen (c->endpoint);
+  if (c->authz && strncmp (url, c->endpoint, n) == 0
+      && (url[n] == '/' || url[n] == '\0' || url[n] == '?'))
+    return c->authz;
+  return NULL;
+}
+
+int
+reg_client_fresh_token (struct reg_client *c, cimg_error_t *err)
+{
+  if (c->challenge == NULL || c->token_renew_ms == 0 || monotonic_ms () < c->token_renew_ms)
+    return 0;
+  /* The same challenge, the same scopes: a new token before the registry refuses the old
+     one (the refusal would cost a round trip, and a request body sent for nothing). */
+  cleanup_free char *ch = xstrdup (c->challenge);
+  return reg_authenticate (c, ch, err);
+}
 
 static char *
 scope_string (struct reg_client *c)
@@ -461,12 +515,30 @@ reg_authenticate (struct reg_client *c, const char *challenge, cimg_error_t *err
         }
       free (c->authz);
       c->authz = xasprintf ("Authorization: Bearer %s", tok);
+      json_t *ei = json_object_get (j, "expires_in");
+      int64_t expires_in = json_is_integer (ei) ? (int64_t)json_integer_value (ei)
+                           : json_is_real (ei)  ? (int64_t)json_real_value (ei)
+                                                : 0;
+      c->token_renew_ms
+          = monotonic_ms ()
+            + reg_token_refresh_after_ms (expires_in, cimg_json_str (j, "issued_at"), wall_ms ());
+      if (c->challenge != challenge)
+        {
+          free (c->challenge);
+          c->challenge = xstrdup (challenge);
+        }
       rc = 0;
     }
   else
     cimg_error_set (err, EACCES, "%s: unsupported authentication scheme \"%s\"", c->domain,
                     ch.scheme);
 out:
+  if (rc == 0 && strcmp (ch.scheme, "bearer") != 0)
+    {
+      free (c->challenge);
+      c->challenge = NULL;
+      c->token_renew_ms = 0;
+    }
   reg_challenge_clear (&ch);
   return rc;
 }

@@ -1,4 +1,5 @@
-/* Pure parsers: WWW-Authenticate, Content-Range, Retry-After, platforms, manifests, indexes. */
+/* Pure parsers: WWW-Authenticate, Content-Range, Retry-After, upload ranges, sizes, token
+   lifetimes, platforms, manifests, indexes. */
 #include "registry/registry-internal.h"
 #include "store/store-internal.h"
 
@@ -6,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- WWW-Authenticate */
 
@@ -166,6 +168,144 @@ reg_parse_retry_after (const char *v)
   if (secs > 60)
     secs = 60;
   return secs * 1000;
+}
+
+int
+reg_parse_upload_range (const char *v, int64_t expect, int64_t *next)
+{
+  if (v == NULL)
+    return -1;
+  while (*v == ' ')
+    v++;
+  /* The spec says "0-END"; some registries answer in the request's "bytes=" form. */
+  if (strncasecmp (v, "bytes=", 6) == 0)
+    v += 6;
+  int64_t start, end;
+  if (parse_i64 (&v, &start) < 0 || *v++ != '-' || parse_i64 (&v, &end) < 0)
+    return -1;
+  while (*v == ' ' || *v == '\r' || *v == '\n')
+    v++;
+  if (*v != '\0' || start != 0 || end == INT64_MAX)
+    return -1;
+  /* distribution says "0-0" both for nothing and for one byte received: only the caller
+     knows which it sent. */
+  if (end == 0 && expect != 1)
+    *next = 0;
+  else
+    *next = end + 1;
+  return 0;
+}
+
+int
+reg_parse_size (const char *v, int64_t *out)
+{
+  if (v == NULL)
+    return -1;
+  while (*v == ' ')
+    v++;
+  int64_t n;
+  if (parse_i64 (&v, &n) < 0)
+    return -1;
+  int shift = 0;
+  switch (tolower ((unsigned char)*v))
+    {
+    case 'k':
+      shift = 10;
+      break;
+    case 'm':
+      shift = 20;
+      break;
+    case 'g':
+      shift = 30;
+      break;
+    case '\0':
+      break;
+    default:
+      return -1;
+    }
+  if (shift)
+    {
+      v++;
+      /* "64k", "64kb", "64KiB": units are binary whichever way they are spelt. */
+      if (*v == 'i' || *v == 'I')
+        v++;
+      if (*v == 'b' || *v == 'B')
+        v++;
+    }
+  if (*v != '\0' || n > (INT64_MAX >> shift))
+    return -1;
+  *out = n << shift;
+  return 0;
+}
+
+int
+reg_parse_rfc3339_ms (const char *v, int64_t *ms)
+{
+  if (v == NULL)
+    return -1;
+  struct tm tm = { 0 };
+  int used = 0;
+  if (sscanf (v, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+              &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used)
+          != 6
+      || used == 0)
+    return -1;
+  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23
+      || tm.tm_min > 59 || tm.tm_sec > 60)
+    return -1;
+  const char *p = v + used;
+  int64_t frac = 0;
+  if (*p == '.')
+    {
+      p++;
+      if (!isdigit ((unsigned char)*p))
+        return -1;
+      int digits = 0;
+      for (; isdigit ((unsigned char)*p); p++, digits++)
+        if (digits < 3)
+          frac = frac * 10 + (*p - '0');
+      for (; digits < 3; digits++)
+        frac *= 10;
+    }
+  int64_t offset = 0;
+  if (*p == 'Z' || *p == 'z')
+    p++;
+  else if (*p == '+' || *p == '-')
+    {
+      int oh, om, n = 0;
+      if (sscanf (p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23 || om > 59)
+        return -1;
+      offset = (*p == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
+      p += 6;
+    }
+  else
+    return -1;
+  if (*p != '\0')
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  time_t t = timegm (&tm);
+  if (t == (time_t)-1)
+    return -1;
+  *ms = ((int64_t)t - offset) * 1000 + frac;
+  return 0;
+}
+
+int64_t
+reg_token_refresh_after_ms (int64_t expires_in, const char *issued_at, int64_t now_ms)
+{
+  /* The token spec: a token that says nothing of its lifetime lasts 60 seconds. */
+  int64_t life = (expires_in > 0 ? expires_in : 60) * 1000;
+  int64_t issued;
+  /* A token issued a while ago (a cached one) has less left. One "issued" in the future is
+     clock skew: the lifetime counts from now. */
+  if (reg_parse_rfc3339_ms (issued_at, &issued) == 0 && issued < now_ms)
+    life -= now_ms - issued < life ? now_ms - issued : life;
+  /* Renew a quarter of the lifetime before the end, at most 30 s before: late enough that a
+     long-lived token is not renewed for nothing, early enough that a request started just
+     before the end does not reach the registry after it. */
+  int64_t margin = life / 4 < 30000 ? life / 4 : 30000;
+  return life - margin;
 }
 
 /* ---------------------------------------------------------------- platforms */

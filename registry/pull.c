@@ -365,6 +365,9 @@ job_start (struct job *j, cimg_error_t *err)
   cleanup_free char *url = reg_client_url (p->c, "blobs/%s", j->d.digest);
   curl_slist_free_all (j->hl);
   j->hl = NULL;
+  /* A layer started late in a long pull must not go out with a token about to expire. */
+  if (reg_client_fresh_token (p->c, err) < 0)
+    return -1;
   if (p->c->authz)
     j->hl = curl_slist_append (j->hl, p->c->authz);
   if (j->received > 0)

@@ -1,9 +1,12 @@
-/* cimg push: blobs (skipped when present, mounted when in a sibling repository, else uploaded
-   monolithically), then the manifest exactly as stored, so that its digest stays. */
+/* cimg push: blobs (skipped when present, mounted when in a sibling repository, else uploaded:
+   in one PUT, or in PATCH chunks when large), then the manifest exactly as stored, so that its
+   digest stays, and the repo digest is recorded on the image. */
 #include "registry/registry-internal.h"
+#include "store/repodigest.h"
 #include "store/store-internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 /* Location of an upload session: absolute, or relative to the endpoint. */
@@ -21,10 +24,11 @@ absolute (struct reg_client *c, const char *loc)
 struct upload
 {
   int fd;
-  int64_t off, size;
+  int64_t off, end; /* the bytes [off, end) of the file are still to send */
+  int64_t total;    /* the blob's size, for progress */
   struct cimg_progress *p;
   const char *id;
-  int64_t last; /* bytes at the last progress update */
+  int64_t last; /* offset at the last progress update */
 };
 
 static size_t
@@ -32,8 +36,8 @@ upload_read (char *buf, size_t size, size_t nmemb, void *data)
 {
   struct upload *u = data;
   size_t want = size * nmemb;
-  if ((int64_t)want > u->size - u->off)
-    want = (size_t)(u->size - u->off);
+  if ((int64_t)want > u->end - u->off)
+    want = (size_t)(u->end - u->off);
   if (want == 0)
     return 0;
   ssize_t r;
@@ -44,62 +48,267 @@ upload_read (char *buf, size_t size, size_t nmemb, void *data)
     return CURL_READFUNC_ABORT;
   u->off += r;
   /* A progress line per 1% (the TTY bar), not per read. */
-  if (u->p && (u->off - u->last) * 100 >= u->size)
+  if (u->p && (u->off - u->last) * 100 >= u->total)
     {
       u->last = u->off;
-      cimg_progress_update (u->p, u->id, "Pushing", u->off, u->size);
+      cimg_progress_update (u->p, u->id, "Pushing", u->off, u->total);
     }
   return (size_t)r;
 }
 
-static size_t
-discard_body (char *ptr, size_t size, size_t nmemb, void *data)
+/* The answer's body, kept (up to 64 KiB) for the registry's error message. */
+struct answer
 {
-  (void)ptr, (void)data;
-  return size * nmemb;
+  struct reg_response *r;
+  size_t cap;
+};
+
+static size_t
+answer_body (char *ptr, size_t size, size_t nmemb, void *data)
+{
+  struct answer *a = data;
+  size_t n = size * nmemb;
+  if (a->r->len + n + 1 <= 1 << 16)
+    {
+      if (a->r->len + n + 1 > a->cap)
+        {
+          a->cap = (a->r->len + n + 1) * 2;
+          a->r->body = xrealloc (a->r->body, a->cap);
+        }
+      memcpy (a->r->body + a->r->len, ptr, n);
+      a->r->len += n;
+      a->r->body[a->r->len] = '\0';
+    }
+  return n;
 }
 
 static size_t
-upload_header (char *ptr, size_t size, size_t nmemb, void *data)
+answer_header (char *ptr, size_t size, size_t nmemb, void *data)
 {
-  reg_take_headers (data, ptr, size * nmemb);
+  struct answer *a = data;
+  reg_take_headers (a->r, ptr, size * nmemb);
   return size * nmemb;
 }
 
-/* PUT the blob file to url (an upload session with ?digest=). One attempt. */
+/* Send the bytes [off, off + len) of fd to url with method (PUT: a whole blob; PATCH: a chunk,
+   with its Content-Range). One attempt: *r gets the status and headers. progress counts
+   against total. Returns -1 only for a transport failure. */
 static int
-put_blob (struct reg_client *c, const char *url, int fd, int64_t size, struct cimg_progress *p,
-          const char *id, long *status, cimg_error_t *err)
+send_file (struct reg_client *c, const char *method, const char *url, int fd, int64_t off,
+           int64_t len, int64_t total, struct cimg_progress *p, const char *id,
+           struct reg_response *r, cimg_error_t *err)
 {
   CURL *e = c->easy;
   curl_easy_reset (e);
   reg_client_setup_easy (c, e);
-  struct upload u = { fd, 0, size, p, id, 0 };
-  struct reg_response r = { 0 };
+  reg_response_clear (r);
+  struct upload u = { fd, off, off + len, total, p, id, off };
+  struct answer a = { r, 0 };
   struct curl_slist *hl = NULL;
-  /* The upload location comes from the registry and may name another host (storage behind
-     the registry): the registry's credentials go only to the registry. */
-  size_t elen = strlen (c->endpoint);
-  if (c->authz && strncmp (url, c->endpoint, elen) == 0 && (url[elen] == '/' || url[elen] == '\0'))
-    hl = curl_slist_append (hl, c->authz);
+  const char *authz = reg_client_authz_for (c, url);
+  if (authz)
+    hl = curl_slist_append (hl, authz);
   hl = curl_slist_append (hl, "Content-Type: application/octet-stream");
+  char range[80];
+  if (strcmp (method, "PATCH") == 0)
+    {
+      snprintf (range, sizeof range, "Content-Range: %" PRId64 "-%" PRId64, off, off + len - 1);
+      hl = curl_slist_append (hl, range);
+      curl_easy_setopt (e, CURLOPT_CUSTOMREQUEST, "PATCH");
+    }
   hl = curl_slist_append (hl, "Expect:");
   curl_easy_setopt (e, CURLOPT_URL, url);
   curl_easy_setopt (e, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt (e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+  curl_easy_setopt (e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
   curl_easy_setopt (e, CURLOPT_READFUNCTION, upload_read);
   curl_easy_setopt (e, CURLOPT_READDATA, &u);
   curl_easy_setopt (e, CURLOPT_HTTPHEADER, hl);
-  curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, discard_body);
-  curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, upload_header);
-  curl_easy_setopt (e, CURLOPT_HEADERDATA, &r);
+  curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, answer_body);
+  curl_easy_setopt (e, CURLOPT_WRITEDATA, &a);
+  curl_easy_setopt (e, CURLOPT_HEADERFUNCTION, answer_header);
+  curl_easy_setopt (e, CURLOPT_HEADERDATA, &a);
   CURLcode rc = curl_easy_perform (e);
-  curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, status);
+  curl_easy_getinfo (e, CURLINFO_RESPONSE_CODE, &r->status);
   curl_slist_free_all (hl);
-  reg_response_clear (&r);
+  if (r->body == NULL)
+    r->body = xstrdup ("");
   if (rc != CURLE_OK)
-    return cimg_error_set (err, EIO, "upload: %s", curl_easy_strerror (rc));
+    return cimg_error_set (err, EIO, "%s: %s", method, curl_easy_strerror (rc));
   return 0;
+}
+
+/* Where an upload session stands (GET on its location: 204 with Range), after a chunk that
+   may have arrived whole, in part or not at all. *off is set, *location follows the answer.
+   Returns 0, 1 when the registry no longer knows the session (start a new one), or -1. */
+static int
+upload_offset (struct reg_client *c, char **location, int64_t expect, int64_t *off,
+               cimg_error_t *err)
+{
+  struct reg_response r = { 0 };
+  if (reg_request (c, "GET", *location, NULL, NULL, 0, NULL, 1 << 16, &r, err) < 0)
+    return cimg_error_wrap (err, "upload status");
+  if (r.status == 404)
+    {
+      reg_response_clear (&r);
+      return 1;
+    }
+  if ((r.status != 204 && r.status != 200) || reg_parse_upload_range (r.range, expect, off) < 0)
+    {
+      cleanup_free char *m = reg_response_error (&r);
+      cimg_error_set (err, EIO, "upload status: %s (Range \"%.40s\")", m, r.range ? r.range : "");
+      reg_response_clear (&r);
+      return -1;
+    }
+  if (r.location)
+    {
+      free (*location);
+      *location = absolute (c, r.location);
+    }
+  reg_response_clear (&r);
+  return 0;
+}
+
+/* The upload session's closing PUT ?digest= (the body went up already, or goes with it). */
+static char *
+digest_url (const char *location, const char *digest)
+{
+  return xasprintf ("%s%cdigest=%s", location, strchr (location, '?') ? '&' : '?', digest);
+}
+
+/* Docker's chunked upload into the session at *location: PATCH chunks of c->chunk_size bytes,
+   each with its Content-Range, following each answer's Location and Range; a chunk that fails
+   (connection, 5xx, 416) resumes from the offset the registry reports. Then PUT ?digest= with
+   no body. Returns 0 when the blob is in, 1 when the session was lost (start a new one), -1. */
+static int
+upload_chunked (struct reg_client *c, char **location, int fd, const char *digest, int64_t size,
+                struct cimg_progress *p, const char *id, cimg_error_t *err)
+{
+  int64_t off = 0;
+  int failures = 0; /* in a row, without progress */
+  bool reauthed = false;
+  while (off < size)
+    {
+      int64_t n = size - off < c->chunk_size ? size - off : c->chunk_size;
+      if (reg_client_fresh_token (c, err) < 0)
+        return -1;
+      struct reg_response r = { 0 };
+      cimg_error_t serr = { 0 };
+      int rc = send_file (c, "PATCH", *location, fd, off, n, size, p, id, &r, &serr);
+      if (rc == 0 && r.status == 202)
+        {
+          int64_t next = off + n;
+          if (r.range && reg_parse_upload_range (r.range, off + n, &next) < 0)
+            {
+              cimg_error_set (err, EIO,
+                              "upload: unusable Range \"%.40s\" after the chunk at %" PRId64,
+                              r.range, off);
+              reg_response_clear (&r);
+              return -1;
+            }
+          if (r.location)
+            {
+              free (*location);
+              *location = absolute (c, r.location);
+            }
+          reg_response_clear (&r);
+          if (next > off + n)
+            return cimg_error_set (
+                err, EIO, "upload: the registry reports %" PRId64 " bytes, %" PRId64 " were sent",
+                next, off + n);
+          /* A registry that took less than was sent: the rest again, from where it stands. */
+          if (next <= off && ++failures > c->retries)
+            return cimg_error_set (err, EIO, "upload: no progress at %" PRId64 " bytes", off);
+          if (next > off)
+            failures = 0, reauthed = false;
+          off = next;
+          cimg_progress_update (p, id, "Pushing", off, size);
+          continue;
+        }
+      if (rc == 0 && r.status == 401 && r.www_auth && !reauthed)
+        {
+          /* The token was refused (revoked, or expired earlier than it said). */
+          reauthed = true;
+          cleanup_free char *ch = xstrdup (r.www_auth);
+          reg_response_clear (&r);
+          if (reg_authenticate (c, ch, err) < 0)
+            return -1;
+          continue;
+        }
+      if (rc == 0 && r.status == 404)
+        {
+          reg_response_clear (&r);
+          return 1;
+        }
+      bool retry = rc < 0 || r.status == 416 || reg_status_retryable (r.status);
+      cleanup_free char *why = rc < 0 ? xstrdup (serr.msg) : reg_response_error (&r);
+      cimg_error_clear (&serr);
+      if (!retry || ++failures > c->retries)
+        {
+          reg_response_clear (&r);
+          return cimg_error_set (err,
+                                 rc < 0                               ? EIO
+                                 : r.status == 401 || r.status == 403 ? EACCES
+                                                                      : EIO,
+                                 "upload: chunk at %" PRId64 ": %s", off, why);
+        }
+      /* 416: the registry has a different offset than this chunk assumed; asking is enough.
+         Anything else: wait first. */
+      if (rc < 0 || r.status != 416)
+        reg_backoff (c, failures - 1, r.retry_after);
+      reg_response_clear (&r);
+      int st = upload_offset (c, location, off, &off, err);
+      if (st != 0)
+        return st;
+      if (off > size)
+        return cimg_error_set (
+            err, EIO, "upload: the registry reports %" PRId64 " bytes of %" PRId64, off, size);
+    }
+  cleanup_free char *put = digest_url (*location, digest);
+  struct reg_response r = { 0 };
+  if (reg_request (c, "PUT", put, NULL, NULL, 0, NULL, 1 << 16, &r, err) < 0)
+    return -1;
+  long st = r.status;
+  cleanup_free char *m = reg_response_error (&r);
+  reg_response_clear (&r);
+  if (st == 201)
+    return 0;
+  if (st == 404)
+    {
+      /* A retried PUT whose first attempt was taken (its answer lost) finds no session: the
+         blob may well be in. */
+      cleanup_free char *head = reg_client_url (c, "blobs/%s", digest);
+      if (reg_request (c, "HEAD", head, NULL, NULL, 0, NULL, 0, &r, err) < 0)
+        return -1;
+      st = r.status;
+      reg_response_clear (&r);
+      return st == 200 ? 0 : 1;
+    }
+  return cimg_error_set (err, st == 401 || st == 403 ? EACCES : EIO, "upload: closing PUT: %s", m);
+}
+
+/* Open an upload session (POST blobs/uploads/). */
+static char *
+start_upload (struct reg_client *c, cimg_error_t *err)
+{
+  cleanup_free char *url = reg_client_url (c, "blobs/uploads/");
+  struct reg_response r = { 0 };
+  if (reg_request (c, "POST", url, NULL, NULL, 0, NULL, 1 << 16, &r, err) < 0)
+    return NULL;
+  if (r.status != 202 || r.location == NULL)
+    {
+      cleanup_free char *m = reg_response_error (&r);
+      bool denied = r.status == 401 || r.status == 403;
+      reg_response_clear (&r);
+      if (denied)
+        cimg_error_set (err, EACCES, "start upload: unauthorized: %s (cimg login %s?)", m,
+                        c->domain);
+      else
+        cimg_error_set (err, EIO, "start upload: %s", m);
+      return NULL;
+    }
+  char *location = absolute (c, r.location);
+  reg_response_clear (&r);
+  return location;
 }
 
 /* Make sure the registry has blob d in c->repo. from: sibling repositories to mount from. */
@@ -146,49 +355,67 @@ push_blob (struct cimg_store *s, struct reg_client *c, const char *digest, int64
   cleanup_close int fd = cimg_store_open_blob (s, digest, err);
   if (fd < 0)
     return -1;
+  /* Large blobs go in chunks: a connection that breaks costs a chunk, not the whole blob. */
+  bool chunked = c->chunk_size > 0 && size > c->chunk_size;
+  bool reauthed = false;
   for (int attempt = 0;; attempt++)
     {
-      if (location == NULL)
-        {
-          cleanup_free char *url = reg_client_url (c, "blobs/uploads/");
-          if (reg_request (c, "POST", url, NULL, NULL, 0, NULL, 1 << 16, &r, err) < 0)
-            return -1;
-          if (r.status != 202 || r.location == NULL)
-            {
-              cleanup_free char *m = reg_response_error (&r);
-              bool denied = r.status == 401 || r.status == 403;
-              reg_response_clear (&r);
-              if (denied)
-                return cimg_error_set (
-                    err, EACCES, "start upload: unauthorized: %s (cimg login %s?)", m, c->domain);
-              return cimg_error_set (err, EIO, "start upload: %s", m);
-            }
-          location = absolute (c, r.location);
-          reg_response_clear (&r);
-        }
+      if (location == NULL && (location = start_upload (c, err)) == NULL)
+        return -1;
       cimg_progress_update (p, id, "Pushing", 0, size);
-      cleanup_free char *put
-          = xasprintf ("%s%cdigest=%s", location, strchr (location, '?') ? '&' : '?', digest);
+      if (chunked)
+        {
+          int rc = upload_chunked (c, &location, fd, digest, size, p, id, err);
+          free (location);
+          location = NULL;
+          if (rc < 0)
+            return -1;
+          if (rc == 0)
+            {
+              cimg_progress_done (p, id, "Pushed");
+              return 0;
+            }
+          if (attempt >= c->retries)
+            return cimg_error_set (err, EIO, "upload: the registry lost the upload session");
+          reg_backoff (c, attempt, NULL);
+          continue;
+        }
+      if (reg_client_fresh_token (c, err) < 0)
+        return -1;
+      cleanup_free char *put = digest_url (location, digest);
       free (location);
       location = NULL;
-      long status = 0;
       cimg_error_t perr = { 0 };
-      int rc = put_blob (c, put, fd, size, p, id, &status, &perr);
+      int rc = send_file (c, "PUT", put, fd, 0, size, size, p, id, &r, &perr);
+      long status = r.status;
+      cleanup_free char *ch = r.www_auth ? xstrdup (r.www_auth) : NULL;
+      cleanup_free char *m = rc == 0 ? reg_response_error (&r) : NULL;
+      reg_response_clear (&r);
       if (rc == 0 && status == 201)
         {
           cimg_progress_done (p, id, "Pushed");
           return 0;
+        }
+      if (rc == 0 && status == 401 && ch && !reauthed)
+        {
+          /* A token refused mid-push: a fresh one, and the upload again from a new session. */
+          reauthed = true;
+          if (reg_authenticate (c, ch, err) < 0)
+            return -1;
+          attempt--;
+          continue;
         }
       bool retry = rc < 0 || reg_status_retryable (status);
       if (!retry || attempt >= c->retries)
         {
           if (rc < 0)
             {
-              cimg_error_set (err, perr.code, "%s", perr.msg);
+              cimg_error_set (err, perr.code, "upload: %s", perr.msg);
               cimg_error_clear (&perr);
               return -1;
             }
-          return cimg_error_set (err, EIO, "upload: HTTP %ld", status);
+          return cimg_error_set (err, status == 401 || status == 403 ? EACCES : EIO, "upload: %s",
+                                 m);
         }
       cimg_error_clear (&perr);
       reg_backoff (c, attempt, NULL);
@@ -289,6 +516,24 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       return -1;
     }
   reg_response_clear (&r);
+  /* As docker push: the image now has a repo digest under the name it went to, which
+     `images --digests` and `inspect` show. */
+  cleanup_free char *name = cimg_ref_name (ref);
+  cleanup_free char *repo_digest = xasprintf ("%s@%s", name, img->manifest_digest);
+  cimg_error_t rerr = { 0 };
+  if (cimg_store_add_repo_digest (s, img->id, repo_digest, &rerr) < 0)
+    {
+      /* An image removed while it was pushed has nothing left to record the digest on; the
+         push itself succeeded. */
+      if (rerr.code != ENOENT)
+        {
+          cimg_error_set (err, rerr.code, "push %s: pushed as %s, but: %s", full,
+                          img->manifest_digest, rerr.msg);
+          cimg_error_clear (&rerr);
+          return -1;
+        }
+      cimg_error_clear (&rerr);
+    }
   if (digest_out)
     memcpy (digest_out, img->manifest_digest, CIMG_DIGEST_BUFSIZE);
   return 0;

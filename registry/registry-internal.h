@@ -22,6 +22,19 @@ void reg_challenge_clear (struct reg_challenge *c);
 int reg_parse_content_range (const char *v, int64_t *start, int64_t *end, int64_t *total);
 /* Retry-After as delay-seconds (HTTP dates are not used by registries): milliseconds, or -1. */
 int64_t reg_parse_retry_after (const char *v);
+/* The Range header of an upload session ("0-END", END inclusive; "bytes=0-END" too): *next is
+   the offset the next chunk starts at. distribution answers "0-0" for an empty session as
+   well as for one byte: that is one byte only when expect (the offset the caller believes in)
+   is 1. Returns 0 or -1. */
+int reg_parse_upload_range (const char *v, int64_t expect, int64_t *next);
+/* A byte count: "67108864", "64k", "64M", "1GiB", "512kb" (binary units). Returns 0 or -1. */
+int reg_parse_size (const char *v, int64_t *out);
+/* RFC 3339 ("2026-11-23T19:00:00.123Z", "…+01:00") as milliseconds since the epoch. */
+int reg_parse_rfc3339_ms (const char *v, int64_t *ms);
+/* Milliseconds from now_ms (wall clock) after which a token answered with expires_in
+   (seconds; <= 0: the spec's default of 60) and issued_at (may be NULL) should be renewed:
+   shortly before it expires. */
+int64_t reg_token_refresh_after_ms (int64_t expires_in, const char *issued_at, int64_t now_ms);
 
 struct reg_platform
 {
@@ -66,6 +79,9 @@ struct reg_config
 {
   char **insecure; /* "host[:port]" or CIDR "10.0.0.0/8" */
   char **mirrors;  /* "https://mirror.example" for docker.io */
+  /* push-chunk-size: blobs larger than this go up in PATCH chunks of this size (0: never). */
+  bool has_push_chunk_size;
+  int64_t push_chunk_size;
 };
 /* Merge the keys of j (a parsed config file) into c. */
 int reg_config_merge (struct reg_config *c, json_t *j, cimg_error_t *err);
@@ -103,6 +119,7 @@ struct reg_response
   char *body; /* NUL-terminated */
   size_t len;
   char *content_type, *digest, *location, *www_auth, *retry_after, *content_range;
+  char *range; /* an upload session's "Range: 0-END" */
 };
 void reg_response_clear (struct reg_response *r);
 /* Keep the headers the client reads from one header line (a status line starts afresh). */
@@ -118,6 +135,11 @@ struct reg_client
   char **extra_scopes; /* "repository:other:pull" for cross-repository mounts */
   char *user, *pass;
   char *authz; /* "Authorization: …" header, or NULL */
+  /* The Bearer challenge authz answers, and the CLOCK_MONOTONIC time (ms) after which its
+     token is renewed before a request (0: no expiry known, renewed only on a 401). */
+  char *challenge;
+  int64_t token_renew_ms;
+  int64_t chunk_size; /* push: PATCH chunk size, and the size above which uploads are chunked */
   bool insecure;
   int retries;        /* attempts after the first */
   int64_t backoff_ms; /* first delay; doubles */
@@ -147,6 +169,11 @@ int reg_request (struct reg_client *c, const char *method, const char *url, char
                  struct reg_response *r, cimg_error_t *err);
 /* Authenticate from a WWW-Authenticate challenge (fetching a token for c's scopes). */
 int reg_authenticate (struct reg_client *c, const char *challenge, cimg_error_t *err);
+/* Renew c's Bearer token when it is about to expire (call before a request). */
+int reg_client_fresh_token (struct reg_client *c, cimg_error_t *err);
+/* The Authorization header to send to url: c->authz for the registry's own URLs, NULL for
+   another host (an upload location or a redirect to storage). */
+const char *reg_client_authz_for (struct reg_client *c, const char *url);
 /* A message for an unexpected response: "HTTP 404: MANIFEST_UNKNOWN: manifest unknown". */
 char *reg_response_error (const struct reg_response *r);
 /* Wait before retry number attempt (0-based), or as Retry-After says. */

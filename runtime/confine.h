@@ -156,6 +156,34 @@ struct cimg_seccomp_prog;
    across fork or clone. */
 int cimg_seccomp_prepare (int store_dirfd, char *const *caps, struct cimg_seccomp_prog **out,
                           cimg_error_t *err);
+/* --security-opt seccomp=PROFILE.json: a profile in Docker's JSON format (moby's
+   profiles/seccomp: defaultAction, defaultErrnoRet, architectures or archMap, syscalls[] with
+   names or name, action, errnoRet, args, includes and excludes on caps, arches and minKernel),
+   compiled with libseccomp for the capabilities in caps (the container's bounding set, which
+   includes.caps and excludes.caps are matched against; an unknown name is an error). Syscall
+   names unknown to libseccomp are skipped, as Docker does. Never cached (docs/confinement.md).
+   A profile of more than CIMG_SECCOMP_PROFILE_MAX bytes or not valid is an error naming the
+   field: `seccomp profile: syscalls[3].action: unknown action "SCMP_ACT_FOO"`.
+   A profile with neither defaultAction nor syscalls means no filter, as in Docker: 0 with
+   *out NULL (load nothing, as for seccomp=unconfined). Otherwise *out is loaded with
+   cimg_seccomp_load, with the same preconditions as the default profile's. */
+#define CIMG_SECCOMP_PROFILE_MAX (1024 * 1024)
+int cimg_seccomp_prepare_json (const char *json_text, size_t len, char *const *caps,
+                               struct cimg_seccomp_prog **out, cimg_error_t *err);
+/* The text of the profile file at path (relative to the current directory; symlinks followed;
+   a regular file of at most CIMG_SECCOMP_PROFILE_MAX bytes), NUL-terminated, for the caller
+   to free. Errors name the file: "seccomp profile PATH: No such file or directory". For a CLI
+   that keeps the profile's text with the container, as Docker keeps it in its SecurityOpt. */
+int cimg_seccomp_read_profile (const char *path, char **text, size_t *len, cimg_error_t *err);
+/* cimg_seccomp_read_profile then cimg_seccomp_prepare_json; errors name the file:
+   "seccomp profile PATH: syscalls[3].action: …". */
+int cimg_seccomp_prepare_json_file (const char *path, char *const *caps,
+                                    struct cimg_seccomp_prog **out, cimg_error_t *err);
+/* The program a container gets: profile_json (a custom profile's text) when not NULL, else
+   Docker's default through the cache in store_dirfd. *out may be NULL after success (a profile
+   "{}" means no filter): never pass NULL to cimg_seccomp_load. */
+int cimg_seccomp_prepare_for (int store_dirfd, const char *profile_json, char *const *caps,
+                              struct cimg_seccomp_prog **out, cimg_error_t *err);
 /* Load p into the calling process, with the same preconditions as cimg_seccomp_apply_default
    (NO_NEW_PRIVS or CAP_SYS_ADMIN). Makes two system calls and allocates nothing. */
 int cimg_seccomp_load (const struct cimg_seccomp_prog *p, cimg_error_t *err);

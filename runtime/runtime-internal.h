@@ -17,5 +17,10 @@ int cimg_rootfs_pivot (int rootfd, cimg_error_t *err);
 int cimg_rootfs_finish (const struct cimg_spec *spec, cimg_error_t *err);
 /* Bring lo up in the current network namespace. */
 int cimg_net_lo_up (cimg_error_t *err);
+/* execve p->args[0] (PATH looked up in p->env); returns only on failure: 127 or 126 and the
+   message Docker gives. */
+int cimg_child_exec_command (const struct cimg_spec_process *p, char *msg, size_t n);
+/* setgroups, setgid, setuid to p's (keeping the permitted capabilities for cimg_caps_apply). */
+int cimg_child_switch_user (const struct cimg_spec_process *p, cimg_error_t *err);
 
 #endif

@@ -91,8 +91,9 @@ struct cimg_spec
   struct cimg_spec_process process;
 
   struct cimg_limits limits;
-  char *const *caps; /* capabilities kept (bounding, permitted, effective, inheritable) */
-  bool seccomp;      /* Docker's default profile */
+  char *const *caps;           /* capabilities kept (bounding, permitted, effective, inheritable) */
+  bool seccomp;                /* Docker's default profile, or seccomp_profile when set */
+  const char *seccomp_profile; /* a seccomp profile's JSON text (--security-opt seccomp=FILE) */
   bool no_new_privileges;
   int64_t shm_size;            /* bytes of /dev/shm; 0: 64 MiB */
   char *const *masked_paths;   /* NULL: Docker's; privileged: pass an empty vector */
@@ -131,6 +132,41 @@ struct cimg_run_hooks
    The caller's terminal (with tty) is put in raw mode and restored before return. */
 int cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hooks,
                       struct cimg_run_result *res, cimg_error_t *err);
+
+/* The container's output, for cimg_runtime_run_captured: stream 1 (stdout, or a pty's output)
+   or 2 (stderr). */
+typedef void (*cimg_output_fn) (void *data, int stream, const char *buf, size_t len);
+
+/* As cimg_runtime_run, for detached containers (the monitor): the container's stdout and
+   stderr are pipes (or, with tty, the pty) that the wait loop reads, handing each chunk to
+   output(output_data, …) instead of the container writing to cimg's own fds 1 and 2; called
+   until the container's process has exited and what it wrote is drained. */
+int cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_hooks *hooks,
+                               cimg_output_fn output, void *output_data,
+                               struct cimg_run_result *res, cimg_error_t *err);
+
+/* A process run in an existing container (cimg exec). */
+struct cimg_exec_spec
+{
+  pid_t pid;       /* the container's process (its PID 1), in the caller's PID namespace */
+  const char *id;  /* the container's ID: its cgroup */
+  int store_dirfd; /* for the compiled seccomp profile's cache; -1: none */
+  struct cimg_spec_process process; /* tty is not supported */
+  char *const *caps;
+  bool seccomp;
+  const char *seccomp_profile; /* as in struct cimg_spec */
+  bool no_new_privileges;
+  bool detach; /* return once the command runs, without waiting for it */
+};
+
+/* Run x->process in the container of x->pid: it joins every namespace of that process (IPC,
+   UTS, network, cgroup, PID, and the mount namespace last, whose root is the container's) and
+   its cgroup, with the same capabilities, seccomp profile and no-new-privileges, and cimg's
+   stdio. Signals cimg gets are forwarded to it. Returns 0 with *res (the wait status; or
+   exec_error 126/127) once it exited (or, with detach, once it was executed), or -1 with err
+   when it could not be set up. */
+int cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res,
+                       cimg_error_t *err);
 
 /* Exit code as Docker reports it for a wait status: the code, or 128+N for signal N. */
 int cimg_runtime_exit_code (int status);

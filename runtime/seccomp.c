@@ -753,16 +753,10 @@ pread_all (int fd, void *buf, size_t len, off_t off)
   return 0;
 }
 
-/* Build the profile for k with libseccomp and take its BPF program: the 15–20 ms that the
-   cache saves. */
-static struct cimg_seccomp_prog *
-compile (const struct key *k, cimg_error_t *err)
+/* Export ctx's BPF program (see confine-internal.h). */
+struct cimg_seccomp_prog *
+cimg_seccomp_prog_from_ctx (void *ctx, uint32_t audit_arch, int max_native, cimg_error_t *err)
 {
-  int max_native = -1;
-  __attribute__ ((cleanup (seccomp_releasep))) scmp_filter_ctx ctx
-      = build_profile (k, &max_native, err);
-  if (ctx == NULL)
-    return NULL;
   /* libseccomp 2.5 exports only to a file descriptor (seccomp_export_bpf_mem is 2.6's): a
      memfd, which no filesystem sees. */
   cleanup_close int fd = memfd_create ("cimg-seccomp", MFD_CLOEXEC);
@@ -793,7 +787,7 @@ compile (const struct key *k, cimg_error_t *err)
       return NULL;
     }
   cleanup_free struct cimg_seccomp_prog *p = xmalloc (sizeof *p + (size_t)size);
-  p->audit_arch = k->arch;
+  p->audit_arch = audit_arch;
   p->max_native = max_native;
   p->len = (uint32_t)n;
   if (pread_all (fd, p->insns, (size_t)size, 0) < 0)
@@ -802,6 +796,19 @@ compile (const struct key *k, cimg_error_t *err)
       return NULL;
     }
   return steal_pointer (&p);
+}
+
+/* Build the profile for k with libseccomp and take its BPF program: the 15–20 ms that the
+   cache saves. */
+static struct cimg_seccomp_prog *
+compile (const struct key *k, cimg_error_t *err)
+{
+  int max_native = -1;
+  __attribute__ ((cleanup (seccomp_releasep))) scmp_filter_ctx ctx
+      = build_profile (k, &max_native, err);
+  if (ctx == NULL)
+    return NULL;
+  return cimg_seccomp_prog_from_ctx (ctx, k->arch, max_native, err);
 }
 
 static void

@@ -237,7 +237,7 @@ close_fds_from_3 (int keep)
 
 static _Noreturn void
 child_main (const struct cimg_spec *spec, const struct cimg_seccomp_prog *filter,
-            struct cimg_cgroup_join *join, int sock, const struct winsize *ws)
+            struct cimg_cgroup_join *join, int sock, const struct winsize *ws, const int *outfds)
 {
   cimg_error_t err = { 0 };
   const struct cimg_spec_process *p = &spec->process;
@@ -289,6 +289,13 @@ child_main (const struct cimg_spec *spec, const struct cimg_seccomp_prog *filter
           child_fail (sock, &err);
         }
       close (nullfd);
+    }
+  /* output: stdout and stderr are the write ends of cimg's pipes (dup2 clears their
+     O_CLOEXEC; the originals go with the other fds before execve). */
+  if (outfds && !p->tty && (dup2 (outfds[0], 1) < 0 || dup2 (outfds[1], 2) < 0))
+    {
+      cimg_error_sys (&err, "redirect the container's output");
+      child_fail (sock, &err);
     }
   if (cimg_rootfs_pivot (rootfd, &err) < 0 || cimg_rootfs_finish (spec, &err) < 0)
     child_fail (sock, &err);
@@ -379,9 +386,11 @@ recv_msg (int sock, struct msg *m, int *fd)
   struct msghdr mh
       = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
   ssize_t n;
+  /* ECONNRESET: the child exited with "go" unread in its queue; the kernel reports that (once)
+     before the messages the child queued, which the next call returns. */
   do
     n = recvmsg (sock, &mh, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
+  while (n < 0 && (errno == EINTR || errno == ECONNRESET));
   if (n <= 0)
     return (int)n;
   for (struct cmsghdr *c = CMSG_FIRSTHDR (&mh); c; c = CMSG_NXTHDR (&mh, c))
@@ -393,6 +402,9 @@ recv_msg (int sock, struct msg *m, int *fd)
 
 struct loop
 {
+  cimg_output_fn output; /* NULL: to cimg's fds */
+  void *output_data;
+  int out[2]; /* read ends of the stdout and stderr pipes (output), or -1 */
   pid_t pid;
   int sfd;
   int master;      /* pty master, or -1 */
@@ -402,7 +414,7 @@ struct loop
 };
 
 static void
-copy_out (int from, int to, bool *open)
+copy_out (int from, int to, bool *open, const struct loop *l)
 {
   char buf[16384];
   for (;;)
@@ -417,7 +429,9 @@ copy_out (int from, int to, bool *open)
             *open = false;
           return;
         }
-      if (cimg_write_all (to, buf, (size_t)n) < 0)
+      if (l->output)
+        l->output (l->output_data, to, buf, (size_t)n);
+      else if (cimg_write_all (to, buf, (size_t)n) < 0)
         {
           /* The reader went away: keep draining so that the container never blocks on a
              full pty. */
@@ -442,9 +456,13 @@ wait_loop (struct loop *l, cimg_error_t *err)
   bool master_open = l->master >= 0, in_open = l->master >= 0 && l->stdin_open;
   if (l->master >= 0)
     fcntl (l->master, F_SETFL, fcntl (l->master, F_GETFL) | O_NONBLOCK);
-  while (!l->exited || master_open)
+  bool pipe_open[2] = { l->out[0] >= 0, l->out[1] >= 0 };
+  for (int k = 0; k < 2; k++)
+    if (l->out[k] >= 0)
+      fcntl (l->out[k], F_SETFL, fcntl (l->out[k], F_GETFL) | O_NONBLOCK);
+  while (!l->exited || master_open || pipe_open[0] || pipe_open[1])
     {
-      struct pollfd pf[3];
+      struct pollfd pf[5];
       int n = 0;
       pf[n++] = (struct pollfd){ .fd = l->sfd, .events = POLLIN };
       int mi = -1, ii = -1;
@@ -452,6 +470,10 @@ wait_loop (struct loop *l, cimg_error_t *err)
         mi = n, pf[n++] = (struct pollfd){ .fd = l->master, .events = POLLIN };
       if (in_open && !l->exited)
         ii = n, pf[n++] = (struct pollfd){ .fd = 0, .events = POLLIN };
+      int oi[2] = { -1, -1 };
+      for (int k = 0; k < 2; k++)
+        if (pipe_open[k])
+          oi[k] = n, pf[n++] = (struct pollfd){ .fd = l->out[k], .events = POLLIN };
       /* Once the process is gone, drain what the pty still holds and stop: a process of the
          container that kept the slave open dies with its PID namespace anyway. */
       int r = poll (pf, (nfds_t)n, l->exited ? 0 : -1);
@@ -487,7 +509,10 @@ wait_loop (struct loop *l, cimg_error_t *err)
             }
         }
       if (mi >= 0 && pf[mi].revents & (POLLIN | POLLHUP | POLLERR))
-        copy_out (l->master, 1, &master_open);
+        copy_out (l->master, 1, &master_open, l);
+      for (int k = 0; k < 2; k++)
+        if (oi[k] >= 0 && pf[oi[k]].revents & (POLLIN | POLLHUP | POLLERR))
+          copy_out (l->out[k], k + 1, &pipe_open[k], l);
       if (ii >= 0 && pf[ii].revents & (POLLIN | POLLHUP | POLLERR))
         {
           char buf[4096];
@@ -513,6 +538,14 @@ int
 cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hooks,
                   struct cimg_run_result *res, cimg_error_t *err)
 {
+  return cimg_runtime_run_captured (spec, hooks, NULL, NULL, res, err);
+}
+
+int
+cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_hooks *hooks,
+                           cimg_output_fn output, void *output_data, struct cimg_run_result *res,
+                           cimg_error_t *err)
+{
   memset (res, 0, sizeof *res);
   const struct cimg_spec_process *p = &spec->process;
   if (p->args == NULL || p->args[0] == NULL)
@@ -526,7 +559,10 @@ cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hoo
   /* The profile is compiled (or read from the store's cache) here, before clone: the child
      inherits the program and only loads it, and a cache hit costs microseconds. */
   cleanup_seccomp_prog struct cimg_seccomp_prog *filter = NULL;
-  if (spec->seccomp && cimg_seccomp_prepare (spec->root_dirfd, spec->caps, &filter, err) < 0)
+  if (spec->seccomp
+      && cimg_seccomp_prepare_for (spec->root_dirfd, spec->seccomp_profile, spec->caps, &filter,
+                                   err)
+             < 0)
     return -1;
 
   struct cimg_cgroup *cg = cimg_cgroup_create (spec->id, &spec->limits, err);
@@ -554,6 +590,9 @@ cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hoo
   int sv[2] = { -1, -1 };
   struct cimg_cgroup_join join = { .into_fd = -1 };
   cleanup_close int sfd = -1, master = -1, oldcwd = -1;
+  /* output: [0] stdout, [1] stderr; each a pipe {read, write}. */
+  int outp[2][2] = { { -1, -1 }, { -1, -1 } };
+  bool capture = output && !p->tty;
   bool raw = false;
   struct termios saved_tio;
 
@@ -578,6 +617,11 @@ cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hoo
   if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     {
       cimg_error_sys (err, "socketpair");
+      goto out;
+    }
+  if (capture && (pipe2 (outp[0], O_CLOEXEC) < 0 || pipe2 (outp[1], O_CLOEXEC) < 0))
+    {
+      cimg_error_sys (err, "pipe");
       goto out;
     }
 
@@ -625,10 +669,17 @@ cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hoo
   if (pid == 0)
     {
       close (sv[0]);
-      child_main (spec, filter, &join, sv[1], &ws);
+      int wfds[2] = { outp[0][1], outp[1][1] };
+      child_main (spec, filter, &join, sv[1], &ws, capture ? wfds : NULL);
     }
   close (sv[1]);
   sv[1] = -1;
+  for (int k = 0; k < 2; k++)
+    if (outp[k][1] >= 0)
+      {
+        close (outp[k][1]);
+        outp[k][1] = -1;
+      }
   cimg_cgroup_join_clear (&join);
   if (fchdir (oldcwd) < 0)
     {
@@ -694,7 +745,13 @@ cimg_runtime_run (const struct cimg_spec *spec, const struct cimg_run_hooks *hoo
       if (tcsetattr (0, TCSANOW, &t) == 0)
         raw = true;
     }
-  struct loop l = { .pid = pid, .sfd = sfd, .master = master, .stdin_open = p->stdin_open };
+  struct loop l = { .output = output,
+                    .output_data = output_data,
+                    .out = { outp[0][0], outp[1][0] },
+                    .pid = pid,
+                    .sfd = sfd,
+                    .master = master,
+                    .stdin_open = p->stdin_open };
   if (wait_loop (&l, err) < 0)
     goto fail_child;
   if (!l.exited)
@@ -726,6 +783,10 @@ out:
     close (sv[0]);
   if (sv[1] >= 0)
     close (sv[1]);
+  for (int k = 0; k < 2; k++)
+    for (int e = 0; e < 2; e++)
+      if (outp[k][e] >= 0)
+        close (outp[k][e]);
   {
     cimg_error_t derr = { 0 };
     if (cimg_cgroup_destroy (cg, &derr) < 0 && ret == 0)
@@ -745,4 +806,17 @@ out:
     ;
   sigprocmask (SIG_SETMASK, &oldmask, NULL);
   return ret;
+}
+
+/* For exec (runtime/exec.c): the same last steps as the container's own process. */
+int
+cimg_child_exec_command (const struct cimg_spec_process *p, char *msg, size_t n)
+{
+  return exec_command (p, msg, n);
+}
+
+int
+cimg_child_switch_user (const struct cimg_spec_process *p, cimg_error_t *err)
+{
+  return switch_user (p, err);
 }

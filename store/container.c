@@ -503,6 +503,24 @@ save_state (struct cimg_store *s, struct cimg_container *c, json_t *st, cimg_err
   return 0;
 }
 
+/* The state on disk (under the lock) with fields set over it: keys the caller does not set
+   (RestartCount, MonitorPid, …) are kept. */
+static int
+merge_state (struct cimg_store *s, struct cimg_container *c, json_t *fields, cimg_error_t *err)
+{
+  cleanup_free char *sp = xasprintf ("containers/%s/state.json", c->id);
+  cimg_error_t e = { 0 };
+  cleanup_json json_t *st = cimg_json_load_at (cimg_store_dirfd (s), sp, MAX_RECORD, &e);
+  cimg_error_clear (&e);
+  if (!json_is_object (st))
+    {
+      json_decref (st);
+      st = json_object ();
+    }
+  json_object_update (st, fields);
+  return save_state (s, c, st, err);
+}
+
 int
 cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_t pid,
                             cimg_error_t *err)
@@ -513,10 +531,10 @@ cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_
   char now[64];
   now_rfc3339 (now, sizeof now);
   cleanup_json json_t *st
-      = json_pack ("{s:s, s:i, s:I, s:i, s:s, s:s, s:b}", "Status", "running", "Pid", (int)pid,
+      = json_pack ("{s:s, s:i, s:I, s:i, s:s, s:s, s:b, s:b}", "Status", "running", "Pid", (int)pid,
                    "PidStart", (json_int_t)pid_start_time (pid), "ExitCode", 0, "StartedAt", now,
-                   "FinishedAt", "0001-01-01T00:00:00Z", "OOMKilled", 0);
-  return save_state (s, c, st, err);
+                   "FinishedAt", "0001-01-01T00:00:00Z", "OOMKilled", 0, "Restarting", 0);
+  return merge_state (s, c, st, err);
 }
 
 int
@@ -528,12 +546,26 @@ cimg_container_set_exited (struct cimg_store *s, struct cimg_container *c, int e
     return -1;
   char now[64];
   now_rfc3339 (now, sizeof now);
-  const char *started = cimg_json_str (c->state, "StartedAt");
   cleanup_json json_t *st
-      = json_pack ("{s:s, s:i, s:i, s:s, s:s, s:b}", "Status", "exited", "Pid", 0, "ExitCode",
-                   exit_code, "StartedAt", started ? started : "0001-01-01T00:00:00Z", "FinishedAt",
-                   now, "OOMKilled", oom_killed);
-  return save_state (s, c, st, err);
+      = json_pack ("{s:s, s:i, s:i, s:s, s:b}", "Status", "exited", "Pid", 0, "ExitCode", exit_code,
+                   "FinishedAt", now, "OOMKilled", oom_killed);
+  return merge_state (s, c, st, err);
+}
+
+int
+cimg_container_update_state (struct cimg_store *s, struct cimg_container *c, json_t *fields,
+                             cimg_error_t *err)
+{
+  cleanup_close int lk = cimg_container_lock (s, c, err);
+  if (lk < 0)
+    return -1;
+  return merge_state (s, c, fields, err);
+}
+
+int64_t
+cimg_pid_start_time (pid_t pid)
+{
+  return pid_start_time (pid);
 }
 
 int

@@ -63,6 +63,14 @@ int cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, 
 int cimg_container_set_exited (struct cimg_store *s, struct cimg_container *c, int exit_code,
                                bool oom_killed, cimg_error_t *err);
 
+/* Set fields of state.json (borrowed; merged over what is there), under the container's lock,
+   atomically. set_running and set_exited keep the fields they do not set. */
+int cimg_container_update_state (struct cimg_store *s, struct cimg_container *c, json_t *fields,
+                                 cimg_error_t *err);
+/* Start time of pid (field 22 of /proc/PID/stat, clock ticks since boot); 0 when it is gone. A
+   PID with another start time is another process. */
+int64_t cimg_pid_start_time (pid_t pid);
+
 /* Remove containers/<id> (the caller has made sure nothing of it runs or is mounted). */
 int cimg_container_remove (struct cimg_store *s, struct cimg_container *c, cimg_error_t *err);
 

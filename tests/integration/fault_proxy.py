@@ -3,8 +3,9 @@
 
 Forwards every request to --upstream (a docker-registry), except that the rules of --rules (a
 JSON file, re-read on every request so that a test can change it between commands) inject
-faults. A rule is {"path": SUBSTRING, "method": "GET", "times": N, "action": ACTION} and
-applies to the first N matching requests (every one when N is absent). Actions:
+faults. A rule is {"path": SUBSTRING, "method": "GET", "skip": K, "times": N, "action": ACTION}
+and applies to the first N matching requests (every one when N is absent) after the first K
+(none when K is absent), which pass untouched. Actions:
 
   "status:CODE[:RETRY_AFTER]"  answer CODE with a registry error body (and Retry-After)
   "cut:N"                      send the headers and only N bytes of the body, then close
@@ -12,9 +13,13 @@ applies to the first N matching requests (every one when N is absent). Actions:
   "bad-range"                  on a Range request, send the whole body as a 206 from byte 0
   "corrupt"                    flip bytes of the body (same length)
   "slow:BYTES_PER_SECOND"      send the body slowly (for a test that kills the client)
+  "delay:SECONDS"              wait before forwarding (to make an operation last)
+  "drop-response"              forward the request (the upstream acts on it), then close the
+                               connection without an answer (a response lost on the way)
 
-Each request is logged to --log as "METHOD PATH range=R action=A t=SECONDS" (monotonic). The server exits by
-itself after --lifetime seconds.
+Each request is logged to --log as "METHOD PATH range=R action=A t=SECONDS" (Range, monotonic
+time), with " crange=C" after R when the request has a Content-Range (chunked uploads). The
+server exits by itself after --lifetime seconds.
 """
 import argparse
 import http.client
@@ -53,9 +58,12 @@ def pick_action(state, method, path):
                 continue
             key = (version, i)
             used = state.counts.get(key, 0)
-            if "times" in r and used >= r["times"]:
-                continue
             state.counts[key] = used + 1
+            skip = r.get("skip", 0)
+            if used < skip:
+                continue
+            if "times" in r and used - skip >= r["times"]:
+                continue
             return r["action"]
     return ""
 
@@ -69,9 +77,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _log(self, action):
         with self.state.lock, open(self.state.log, "a") as f:
-            f.write("%s %s range=%s action=%s t=%.3f\n" % (self.command, self.path,
-                                                            self.headers.get("Range", "-"),
-                                                            action or "-", time.monotonic()))
+            crange = self.headers.get("Content-Range")
+            f.write("%s %s range=%s%s action=%s t=%.3f\n" % (
+                self.command, self.path, self.headers.get("Range", "-"),
+                " crange=" + crange if crange else "", action or "-", time.monotonic()))
 
     def _error(self, code, retry_after=None):
         body = json.dumps({"errors": [{"code": "INJECTED", "message": "injected %d" % code}]})
@@ -96,6 +105,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         conn = http.client.HTTPConnection(self.state.upstream, timeout=60)
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
+        if action == "drop-response":
+            resp.read()
+            conn.close()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         data_len = resp.getheader("Content-Length")
         status = resp.status
         out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP]
@@ -167,6 +185,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.rfile.read(length)
             self._error(int(parts[1]), parts[2] if len(parts) > 2 else None)
             return
+        if action.startswith("delay:"):
+            time.sleep(float(action.split(":")[1]))
         self.forward(action)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any

@@ -3,6 +3,9 @@
 # cimg push: images pulled from one loopback registry are pushed to another and read back by
 # skopeo and umoci (reverse interop): the manifest digest is unchanged, the rootfs is the
 # original. Blobs the registry has are skipped, blobs of a sibling repository are mounted.
+# Large blobs go up in PATCH chunks (CIMG_PUSH_CHUNK_SIZE makes the busybox layer large), and
+# a chunk that fails is resumed from the registry's offset (fault_proxy.py). A push records
+# the repo digest.
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -96,6 +99,152 @@ assert_eq "$(jq -c .Layers <<<"$OUT")" "$(cimg_in "$root_l" inspect busybox:da |
   "skopeo sees the layers of the loaded image"
 assert_eq "$(unpacked_listing loaded:1)" "$orig_listing" "and umoci unpacks the original rootfs"
 assert_store_clean "$root_l"
+
+section "(a2) the push recorded the repo digest"
+bb_digest=$(reg_digest bb:oci)
+assert_contains "$(cimg inspect "$REGISTRY2/bb:1" | jq -r '.[0].RepoDigests[]')" \
+  "$REGISTRY2/bb@$bb_digest" "inspect lists NAME@digest of the push"
+assert_contains "$(cimg inspect "$REGISTRY2/bb:1" | jq -r '.[0].RepoDigests[]')" \
+  "$REGISTRY2/other@$bb_digest" "and of the push to another name (SRC DST)"
+expect_ok cimg images --digests
+assert_match "$OUT" "$REGISTRY2/bb +1 +$bb_digest " "images --digests shows the pushed digest"
+assert_store_clean
+
+# ---------------------------------------------------------------------------------------------
+# Chunked uploads, through the fault proxy in front of the second registry (which logs every
+# request with its Content-Range). Each case pushes from its own store, so that no sibling
+# repository offers a mount.
+RULES="$TEST_TMP/push-rules.json"
+PLOG="$TEST_TMP/push-proxy.log"
+echo '[]' >"$RULES"
+start_helper push-proxy fault_proxy.py --upstream "$REGISTRY2" --rules "$RULES" --log "$PLOG" \
+  --lifetime 800
+PROXY="127.0.0.1:$HELPER_PORT"
+layer=$(reg_manifest bb:oci | jq -r '.layers[0].digest')
+layer_size=$(reg_manifest bb:oci | jq -r '.layers[0].size')
+chunks=$(((layer_size + 65535) / 65536))
+
+# chunked_push NAME [RULES-JSON]: a store of its own with bb:oci, pushed to $PROXY/NAME:1 in
+# 64 KiB chunks with the rules in force; OUT/ERR/RC as for run. The proxy log starts afresh.
+chunked_push() {
+  local name=$1 root="$TEST_TMP/root-chunk-$1"
+  must cimg_in "$root" pull "$REGISTRY/bb:oci"
+  must cimg_in "$root" tag "$REGISTRY/bb:oci" "$PROXY/$name:1"
+  printf '%s' "${2:-[]}" >"$RULES"
+  : >"$PLOG"
+  export CIMG_PUSH_CHUNK_SIZE=64k CIMG_REGISTRY_BACKOFF_MS=50
+  expect_ok cimg_in "$root" push "$PROXY/$name:1"
+  unset CIMG_PUSH_CHUNK_SIZE CIMG_REGISTRY_BACKOFF_MS
+  local out=$OUT
+  assert_store_clean "$root"
+  OUT=$out
+}
+
+# patch_ranges NAME: the Content-Range of every PATCH to NAME's uploads, in order.
+patch_ranges() {
+  grep "^PATCH /v2/$1/blobs/uploads/" "$PLOG" | sed 's/.* crange=\([^ ]*\) .*/\1/'
+}
+
+section "(g) a layer larger than the chunk size goes up in PATCH chunks"
+chunked_push chunked
+assert_contains "$OUT" "Pushed" "the layer was pushed"
+if [ "$chunks" -ge 16 ]; then
+  pass "the layer ($layer_size bytes) makes $chunks chunks of 64 KiB"
+else
+  fail "the layer ($layer_size bytes) makes only $chunks chunks"
+fi
+assert_eq "$(patch_ranges chunked | wc -l)" "$chunks" \
+  "one PATCH a chunk (the config is not chunked)"
+assert_eq "$(patch_ranges chunked | sed -n 1p)" "0-65535" "the first chunk is bytes 0-65535"
+assert_eq "$(patch_ranges chunked | sed -n 2p)" "65536-131071" "the second follows it"
+assert_eq "$(patch_ranges chunked | tail -n 1)" "$(((chunks - 1) * 65536))-$((layer_size - 1))" \
+  "the last chunk ends at the layer's last byte"
+assert_match "$(cat "$PLOG")" "PUT /v2/chunked/blobs/uploads/[^ ]*digest=$layer " \
+  "the upload is closed with PUT ?digest= of the layer"
+expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/chunked:1"
+assert_eq "$(jq -r .Digest <<<"$OUT")" "$bb_digest" \
+  "skopeo reads the chunked push: the same manifest"
+assert_eq "$(unpacked_listing chunked:1)" "$orig_listing" "and unpacks the original rootfs"
+
+section "(g2) below the chunk size (the default, 64 MiB): one PUT"
+root_m="$TEST_TMP/root-mono"
+must cimg_in "$root_m" pull "$REGISTRY/bb:oci"
+must cimg_in "$root_m" tag "$REGISTRY/bb:oci" "$PROXY/mono:1"
+: >"$PLOG"
+expect_ok cimg_in "$root_m" push "$PROXY/mono:1"
+assert_eq "$(grep -c '^PATCH ' "$PLOG")" 0 "no PATCH"
+assert_match "$(cat "$PLOG")" "PUT /v2/mono/blobs/uploads/[^ ]*digest=$layer " \
+  "the layer went in one PUT"
+
+# crange_of LINE: the Content-Range of a proxy log line.
+crange_of() {
+  local r=${1#* crange=}
+  echo "${r%% *}"
+}
+
+# session_of LINE: the upload session's UUID in a proxy log line.
+session_of() {
+  cut -d' ' -f2 <<<"$1" | sed 's|.*/uploads/||; s/?.*//'
+}
+
+section "(h) a chunk answered 500 is sent again from the registry's offset"
+chunked_push resume500 '[{"method": "PATCH", "skip": 3, "times": 1, "action": "status:500"}]'
+failed=$(grep '^PATCH .*action=status:500' "$PLOG")
+assert_eq "$(grep -c . <<<"$failed")" 1 "one PATCH failed"
+after=$(grep -A1 '^PATCH .*action=status:500' "$PLOG" | sed -n 2p)
+assert_eq "$(cut -d' ' -f1 <<<"$after") $(session_of "$after")" "GET $(session_of "$failed")" \
+  "then the upload's offset was asked for (GET on the session)"
+assert_eq "$(patch_ranges resume500 | sed -n 5p)" "$(patch_ranges resume500 | sed -n 4p)" \
+  "the failed chunk (which never reached the registry) was sent again"
+assert_eq "$(patch_ranges resume500 | wc -l)" "$((chunks + 1))" "every other chunk once"
+expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/resume500:1"
+assert_eq "$(jq -r .Digest <<<"$OUT")" "$bb_digest" "the push succeeded with the same manifest"
+assert_eq "$(unpacked_listing resume500:1)" "$orig_listing" "and the original rootfs"
+
+section "(h2) a chunk whose answer is lost: the session is asked, then started afresh"
+# The chunk reached the registry, but the client never heard: docker-registry then refuses the
+# session's (stale) location and forgets the upload, so the client asks where it stands, is
+# told the session is gone, and uploads again in a new one.
+chunked_push resumedrop '[{"method": "PATCH", "skip": 5, "times": 1, "action": "drop-response"}]'
+dropped_line=$(grep '^PATCH .*action=drop-response' "$PLOG")
+assert_eq "$(crange_of "$dropped_line")" "327680-393215" \
+  "the sixth chunk's answer was dropped"
+after=$(grep -A1 '^PATCH .*action=drop-response' "$PLOG" | sed -n 2p)
+assert_eq "$(cut -d' ' -f1 <<<"$after") $(session_of "$after")" \
+  "GET $(session_of "$dropped_line")" \
+  "then the upload's offset was asked for (GET on the session)"
+restart=$(grep '^PATCH /v2/resumedrop/' "$PLOG" | sed -n 7p)
+assert_eq "$(crange_of "$restart")" "0-65535" \
+  "the registry had forgotten the session: the upload starts again from 0"
+assert_ne "$(session_of "$restart")" "$(session_of "$dropped_line")" "in a new session"
+assert_eq "$(patch_ranges resumedrop | wc -l)" "$((chunks + 6))" \
+  "every chunk once more after the six"
+expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/resumedrop:1"
+assert_eq "$(jq -r .Digest <<<"$OUT")" "$bb_digest" "the push succeeded with the same manifest"
+assert_eq "$(unpacked_listing resumedrop:1)" "$orig_listing" "and the original rootfs"
+
+section "(h3) a chunk refused with 416: resumed from the registry's offset"
+chunked_push resume416 '[{"method": "PATCH", "skip": 2, "times": 1, "action": "status:416"}]'
+assert_eq "$(patch_ranges resume416 | sed -n 4p)" "$(patch_ranges resume416 | sed -n 3p)" \
+  "the refused chunk was sent again from where the registry stands"
+expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/resume416:1"
+assert_eq "$(jq -r .Digest <<<"$OUT")" "$bb_digest" "the push succeeded with the same manifest"
+
+section "(h4) a registry that keeps failing: the push fails, naming the chunk"
+root_x="$TEST_TMP/root-chunk-fail"
+must cimg_in "$root_x" pull "$REGISTRY/bb:oci"
+must cimg_in "$root_x" tag "$REGISTRY/bb:oci" "$PROXY/failing:1"
+printf '%s' '[{"method": "PATCH", "skip": 1, "action": "status:503"}]' >"$RULES"
+export CIMG_PUSH_CHUNK_SIZE=64k CIMG_REGISTRY_BACKOFF_MS=10 CIMG_REGISTRY_RETRIES=2
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_x" push "$PROXY/failing:1"
+unset CIMG_PUSH_CHUNK_SIZE CIMG_REGISTRY_BACKOFF_MS CIMG_REGISTRY_RETRIES
+assert_contains "$ERR" "chunk at 65536" "the error names the chunk"
+assert_contains "$ERR" "503" "and the status"
+assert_eq "$(cimg_in "$root_x" inspect "$PROXY/failing:1" |
+  jq --arg p "$PROXY/" '[.[0].RepoDigests[] | select(startswith($p))] | length')" \
+  0 "a failed push records no repo digest"
+assert_store_clean "$root_x"
+echo '[]' >"$RULES"
 
 section "(f) refusals"
 expect_fail "$CIMG_ERR_CODE" cimg push "$REGISTRY2/nosuch:1"

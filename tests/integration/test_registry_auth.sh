@@ -2,7 +2,8 @@
 # shellcheck disable=SC2119 # helpers with an optional ROOT argument are called without it
 # Registry authentication: basic auth against a docker-registry with an htpasswd file, the
 # Bearer token flow against the tests' token server (token_server.py) in front of a registry,
-# cimg login / logout and ~/.docker/config.json, credential helpers (credHelpers, credsStore).
+# cimg login / logout and ~/.docker/config.json, credential helpers (credHelpers, credsStore),
+# tokens renewed before they expire (expires_in).
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -110,6 +111,51 @@ else
   fail "only $tokens token(s) for a pull that needs more than 2 requests"
 fi
 assert_store_clean "$root_a"
+
+section "a token that expires (expires_in 2 s) is renewed before it does"
+# token_server.py (tokens of 2 s, refused after that) in front of fault_proxy.py, which makes
+# the push and the pull last longer than a token: the client must fetch new tokens on its own,
+# before the registry would refuse the old one.
+ERULES="$TEST_TMP/expiry-rules.json"
+echo '[]' >"$ERULES"
+start_helper expiry-proxy fault_proxy.py --upstream "$REGISTRY" --rules "$ERULES" \
+  --log "$TEST_TMP/expiry-proxy.log" --lifetime 600
+TLOG4="$TEST_TMP/tokens4.log"
+start_helper token-server4 token_server.py --upstream "127.0.0.1:$HELPER_PORT" --user bob \
+  --password hunter2 --log "$TLOG4" --expires-in 2 --lifetime 600
+TOKREG4="127.0.0.1:$HELPER_PORT"
+jq --arg r "$TOKREG4" --arg a "$(printf bob:hunter2 | base64)" '.auths[$r] = {auth: $a}' "$DCONF" \
+  >"$DCONF.tmp" && mv "$DCONF.tmp" "$DCONF"
+# 17 chunks of 64 KiB, each held 0.25 s: a push of about 4.5 s.
+echo '[{"method": "PATCH", "action": "delay:0.25"}]' >"$ERULES"
+export CIMG_PUSH_CHUNK_SIZE=64k
+start=$(date +%s%N)
+expect_ok cimg_in "$root_t" push "$TOKREG/bb:1" "$TOKREG4/expiring:1"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+unset CIMG_PUSH_CHUNK_SIZE
+assert_lt 3000 "$elapsed_ms" "the push lasted longer than a token (${elapsed_ms} ms)"
+tokens=$(grep -c 'TOKEN user=bob' "$TLOG4")
+assert_lt 2 "$tokens" "new tokens were fetched during the push ($tokens tokens)"
+assert_eq "$(grep -c EXPIRED "$TLOG4")" 0 "no request went out with an expired token (no 401)"
+expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY/expiring:1"
+assert_eq "$(jq -r .Digest <<<"$OUT")" "$(reg_digest bb:1)" "the push landed"
+
+# The config and the layer each held 2.2 s: the layer is asked for after the first token
+# expired.
+echo '[{"method": "GET", "path": "/blobs/", "action": "delay:2.2"}]' >"$ERULES"
+: >"$TLOG4"
+root_e="$TEST_TMP/root-expiry"
+start=$(date +%s%N)
+expect_ok cimg_in "$root_e" pull "$TOKREG4/expiring:1"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+assert_lt 4000 "$elapsed_ms" "the pull lasted longer than two tokens (${elapsed_ms} ms)"
+assert_eq "$(cimg_in "$root_e" inspect "$TOKREG4/expiring:1" | jq -r '.[0].Id')" "$cfg" \
+  "the image came through"
+tokens=$(grep -c 'TOKEN user=bob' "$TLOG4")
+assert_lt 1 "$tokens" "a new token was fetched during the pull ($tokens tokens)"
+assert_eq "$(grep -c EXPIRED "$TLOG4")" 0 "no request went out with an expired token (no 401)"
+echo '[]' >"$ERULES"
+assert_store_clean "$root_e"
 
 section "anonymous tokens"
 TLOG3="$TEST_TMP/tokens3.log"

@@ -7,9 +7,11 @@ callers with --anonymous-pull); the answer carries it as "token" or "access_toke
 (--token-field). Every /v2/ request must bear a token whose scopes cover the repository and
 the action (pull for GET/HEAD, push otherwise), else it gets 401 with a WWW-Authenticate
 challenge naming this server's /token as realm. A token stops working after --max-uses
-requests (to test that the client fetches a fresh one). Authorised requests are forwarded to
---upstream. Token requests are logged to --log as "TOKEN user=U scopes=S1 S2". The server
-exits by itself after --lifetime seconds.
+requests (to test that the client fetches a fresh one), and --expires-in seconds after it
+was issued (the answer says so with expires_in and issued_at). Authorised requests are
+forwarded to --upstream. Token requests are logged to --log as "TOKEN user=U scopes=S1 S2",
+requests with an expired token as "EXPIRED METHOD PATH age=SECONDS". The server exits by
+itself after --lifetime seconds.
 """
 import argparse
 import base64
@@ -19,6 +21,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import urllib.parse
 
 # No __pycache__ in the source tree.
@@ -95,10 +98,14 @@ class Handler(fault_proxy.Handler):
             granted.setdefault(parts[1], set()).update(actions)
         tok = secrets.token_hex(16)
         with self.lock:
-            self.tokens[tok] = {"scopes": granted, "uses": 0}
+            self.tokens[tok] = {"scopes": granted, "uses": 0, "issued": time.monotonic()}
         self._token_log("TOKEN user=%s service=%s scopes=%s" % (
             user or "-", ",".join(params.get("service", [])), " ".join(scopes)))
-        body = json.dumps({self.opts.token_field: tok, "expires_in": 300}).encode()
+        now = time.time()
+        issued_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + \
+            ".%03dZ" % int((now % 1) * 1000)
+        body = json.dumps({self.opts.token_field: tok, "expires_in": self.opts.expires_in,
+                           "issued_at": issued_at}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -124,11 +131,15 @@ class Handler(fault_proxy.Handler):
         tok = h[7:] if h.startswith("Bearer ") else None
         with self.lock:
             t = self.tokens.get(tok) if tok else None
-            expired = t is not None and t["uses"] >= self.opts.max_uses
+            age = time.monotonic() - t["issued"] if t is not None else 0
+            too_old = t is not None and age >= self.opts.expires_in
+            expired = t is not None and (t["uses"] >= self.opts.max_uses or too_old)
             ok = t is not None and not expired and (
                 repo is None or action in t["scopes"].get(repo, set()))
             if ok:
                 t["uses"] += 1
+        if too_old:
+            self._token_log("EXPIRED %s %s age=%.2f" % (self.command, path, age))
         if not ok:
             self._unauthorized(scope, "invalid_token" if expired else None)
             return
@@ -146,6 +157,7 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--token-field", default="token", choices=["token", "access_token"])
     ap.add_argument("--max-uses", type=int, default=1000000)
+    ap.add_argument("--expires-in", type=int, default=300)
     ap.add_argument("--anonymous-pull", action="store_true")
     ap.add_argument("--lifetime", type=float, default=600)
     a = ap.parse_args()

@@ -1,14 +1,18 @@
 /* Unit tests for the registry client's pure parts (registry/manifest.c, registry/config.c):
    WWW-Authenticate challenges, Content-Range and Retry-After, platforms and index choice,
-   manifest parsing, the registries config and Docker's credentials file. */
+   manifest parsing, the registries config and Docker's credentials file; upload ranges, sizes,
+   token lifetimes, and recording a repo digest in a store. */
 
+#include <errno.h>
 #include <setjmp.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "registry/registry-internal.h"
+#include "store/repodigest.h"
 
 #define HEX_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define HEX_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -401,6 +405,179 @@ test_server_names (void **state)
   assert_string_equal (reg_auth_key ("127.0.0.1:5000"), "127.0.0.1:5000");
 }
 
+/* ---------------------------------------------------------------- uploads, sizes, tokens */
+
+static void
+test_upload_range (void **state)
+{
+  (void)state;
+  int64_t next = -1;
+  assert_int_equal (reg_parse_upload_range ("0-65535", 65536, &next), 0);
+  assert_int_equal (next, 65536);
+  /* Less than was sent: the offset is the registry's, not the caller's. */
+  assert_int_equal (reg_parse_upload_range ("0-99", 65536, &next), 0);
+  assert_int_equal (next, 100);
+  assert_int_equal (reg_parse_upload_range ("bytes=0-9", 10, &next), 0);
+  assert_int_equal (next, 10);
+  /* "0-0": nothing, unless the caller sent exactly one byte. */
+  assert_int_equal (reg_parse_upload_range ("0-0", 0, &next), 0);
+  assert_int_equal (next, 0);
+  assert_int_equal (reg_parse_upload_range ("0-0", 1, &next), 0);
+  assert_int_equal (next, 1);
+  assert_int_equal (reg_parse_upload_range ("0-0", 5000, &next), 0);
+  assert_int_equal (next, 0);
+  assert_int_equal (reg_parse_upload_range ("5-9", 10, &next), -1);
+  assert_int_equal (reg_parse_upload_range ("0-", 10, &next), -1);
+  assert_int_equal (reg_parse_upload_range ("0-9x", 10, &next), -1);
+  assert_int_equal (reg_parse_upload_range ("0--9", 10, &next), -1);
+  assert_int_equal (reg_parse_upload_range ("", 10, &next), -1);
+  assert_int_equal (reg_parse_upload_range (NULL, 10, &next), -1);
+}
+
+static void
+test_parse_size (void **state)
+{
+  (void)state;
+  int64_t n = -1;
+  assert_int_equal (reg_parse_size ("67108864", &n), 0);
+  assert_int_equal (n, 67108864);
+  assert_int_equal (reg_parse_size ("64k", &n), 0);
+  assert_int_equal (n, 65536);
+  assert_int_equal (reg_parse_size ("64KiB", &n), 0);
+  assert_int_equal (n, 65536);
+  assert_int_equal (reg_parse_size ("64kb", &n), 0);
+  assert_int_equal (n, 65536);
+  assert_int_equal (reg_parse_size ("64M", &n), 0);
+  assert_int_equal (n, 64 << 20);
+  assert_int_equal (reg_parse_size ("2g", &n), 0);
+  assert_int_equal (n, (int64_t)2 << 30);
+  assert_int_equal (reg_parse_size ("0", &n), 0);
+  assert_int_equal (n, 0);
+  assert_int_equal (reg_parse_size ("", &n), -1);
+  assert_int_equal (reg_parse_size ("k", &n), -1);
+  assert_int_equal (reg_parse_size ("-1", &n), -1);
+  assert_int_equal (reg_parse_size ("64t", &n), -1);
+  assert_int_equal (reg_parse_size ("64kx", &n), -1);
+  assert_int_equal (reg_parse_size ("99999999999999999g", &n), -1);
+  assert_int_equal (reg_parse_size (NULL, &n), -1);
+}
+
+static void
+test_rfc3339 (void **state)
+{
+  (void)state;
+  int64_t ms = 0;
+  assert_int_equal (reg_parse_rfc3339_ms ("1970-01-01T00:00:01Z", &ms), 0);
+  assert_int_equal (ms, 1000);
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-11-23T19:00:00.25Z", &ms), 0);
+  assert_int_equal (ms, (int64_t)1795460400 * 1000 + 250);
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-11-23T19:00:00.123456789Z", &ms), 0);
+  assert_int_equal (ms, (int64_t)1795460400 * 1000 + 123);
+  /* 20:00 at +01:00 is 19:00 UTC. */
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-11-23T20:00:00+01:00", &ms), 0);
+  assert_int_equal (ms, (int64_t)1795460400 * 1000);
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-11-23T19:00:00", &ms), -1);
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-13-23T19:00:00Z", &ms), -1);
+  assert_int_equal (reg_parse_rfc3339_ms ("2026-11-23T19:00:00Zjunk", &ms), -1);
+  assert_int_equal (reg_parse_rfc3339_ms ("yesterday", &ms), -1);
+  assert_int_equal (reg_parse_rfc3339_ms (NULL, &ms), -1);
+}
+
+static void
+test_token_refresh (void **state)
+{
+  (void)state;
+  int64_t now = (int64_t)1795460400 * 1000;
+  /* 300 s: renewed 30 s before the end (a quarter would be 75 s). */
+  assert_int_equal (reg_token_refresh_after_ms (300, NULL, now), 270000);
+  /* 2 s: a quarter before the end. */
+  assert_int_equal (reg_token_refresh_after_ms (2, NULL, now), 1500);
+  /* No lifetime said: the spec's 60 s. */
+  assert_int_equal (reg_token_refresh_after_ms (0, NULL, now), 45000);
+  assert_int_equal (reg_token_refresh_after_ms (-5, NULL, now), 45000);
+  /* Issued 100 s ago with 300 s: 200 s left, renewed 30 s before. */
+  assert_int_equal (reg_token_refresh_after_ms (300, "2026-11-23T18:58:20Z", now), 170000);
+  /* Issued in the future (clock skew): counted from now. */
+  assert_int_equal (reg_token_refresh_after_ms (300, "2026-11-23T19:10:00Z", now), 270000);
+  /* Issued longer ago than it lasts: renew at once. */
+  assert_int_equal (reg_token_refresh_after_ms (60, "2026-11-23T18:00:00Z", now), 0);
+  /* An unreadable issued_at is ignored. */
+  assert_int_equal (reg_token_refresh_after_ms (300, "soon", now), 270000);
+}
+
+static void
+test_config_chunk_size (void **state)
+{
+  (void)state;
+  struct reg_config c = { 0 };
+  cimg_error_t err = { 0 };
+  assert_false (c.has_push_chunk_size);
+  cleanup_json json_t *a = parse ("{\"push-chunk-size\": 1048576}");
+  assert_int_equal (reg_config_merge (&c, a, &err), 0);
+  assert_true (c.has_push_chunk_size);
+  assert_int_equal (c.push_chunk_size, 1048576);
+  /* A later file overrides; units are accepted. */
+  cleanup_json json_t *b = parse ("{\"push-chunk-size\": \"16M\"}");
+  assert_int_equal (reg_config_merge (&c, b, &err), 0);
+  assert_int_equal (c.push_chunk_size, 16 << 20);
+  cleanup_json json_t *z = parse ("{\"push-chunk-size\": 0}");
+  assert_int_equal (reg_config_merge (&c, z, &err), 0);
+  assert_int_equal (c.push_chunk_size, 0);
+  cleanup_json json_t *bad1 = parse ("{\"push-chunk-size\": -1}");
+  assert_int_equal (reg_config_merge (&c, bad1, &err), -1);
+  assert_non_null (strstr (err.msg, "push-chunk-size"));
+  cimg_error_clear (&err);
+  cleanup_json json_t *bad2 = parse ("{\"push-chunk-size\": \"lots\"}");
+  assert_int_equal (reg_config_merge (&c, bad2, &err), -1);
+  cimg_error_clear (&err);
+  cleanup_json json_t *bad3 = parse ("{\"push-chunk-size\": true}");
+  assert_int_equal (reg_config_merge (&c, bad3, &err), -1);
+  cimg_error_clear (&err);
+  reg_config_clear (&c);
+}
+
+/* ---------------------------------------------------------------- repo digests (store) */
+
+static void
+test_store_repo_digest (void **state)
+{
+  (void)state;
+  char dir[] = "/tmp/cimg-test-repodigest-XXXXXX";
+  assert_non_null (mkdtemp (dir));
+  cimg_error_t err = { 0 };
+  cleanup_free char *root = xasprintf ("%s/store", dir);
+  struct cimg_store *s = cimg_store_open (root, &err);
+  assert_non_null (s);
+  const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":"
+                    "\"layers\",\"diff_ids\":[]}}";
+  char id[CIMG_DIGEST_BUFSIZE];
+  assert_int_equal (
+      cimg_store_add_image (s, cfg, strlen (cfg), NULL, 0, NULL, 0, "r.example/a@" DA, id, &err),
+      0);
+  assert_int_equal (cimg_store_add_repo_digest (s, id, "127.0.0.1:5000/b@" DB, &err), 0);
+  /* Twice: no duplicate. */
+  assert_int_equal (cimg_store_add_repo_digest (s, id, "127.0.0.1:5000/b@" DB, &err), 0);
+  struct cimg_image *img = cimg_store_find_image (s, id, &err);
+  assert_non_null (img);
+  assert_int_equal (cimg_strv_len (img->repo_digests), 2);
+  assert_string_equal (img->repo_digests[0], "r.example/a@" DA);
+  assert_string_equal (img->repo_digests[1], "127.0.0.1:5000/b@" DB);
+  cimg_image_free (img);
+  assert_int_equal (cimg_store_add_repo_digest (s, DC, "x/y@" DB, &err), -1);
+  assert_int_equal (err.code, ENOENT);
+  cimg_error_clear (&err);
+  const char *bad[] = { "no-digest", "x/y@sha256:abc", "@" DB, "x y@" DB, "x\ny@" DB };
+  for (size_t i = 0; i < ARRAY_SIZE (bad); i++)
+    {
+      assert_int_equal (cimg_store_add_repo_digest (s, id, bad[i], &err), -1);
+      assert_int_equal (err.code, EINVAL);
+      cimg_error_clear (&err);
+    }
+  cimg_store_close (s);
+  cleanup_free char *cmd = xasprintf ("rm -rf '%s'", dir);
+  assert_int_equal (system (cmd), 0);
+}
+
 int
 main (void)
 {
@@ -420,6 +597,12 @@ main (void)
     cmocka_unit_test (test_auth_encoding),
     cmocka_unit_test (test_docker_config_lookup),
     cmocka_unit_test (test_server_names),
+    cmocka_unit_test (test_upload_range),
+    cmocka_unit_test (test_parse_size),
+    cmocka_unit_test (test_rfc3339),
+    cmocka_unit_test (test_token_refresh),
+    cmocka_unit_test (test_config_chunk_size),
+    cmocka_unit_test (test_store_repo_digest),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,0 +1,345 @@
+/* exec: a new process in a running container. It joins the container's namespaces (setns on
+   /proc/PID/ns/<name>, the mount namespace last: its root is the container's pivoted root) and its
+   cgroup, then confines itself as the container's process was (seccomp, user, capabilities,
+   no-new-privileges) before execve. */
+#include "runtime/runtime-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP */
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum
+{
+  X_ERROR = 1,
+  X_READY = 2,
+  X_EXEC = 3,
+};
+
+struct xmsg
+{
+  int type;
+  int code;
+  char text[1024];
+};
+
+static void
+xsend (int sock, int type, int code, const char *text)
+{
+  struct xmsg m = { .type = type, .code = code };
+  if (text)
+    snprintf (m.text, sizeof m.text, "%s", text);
+  while (send (sock, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
+static _Noreturn void
+xfail (int sock, cimg_error_t *err)
+{
+  xsend (sock, X_ERROR, err->code, err->msg ? err->msg : "exec setup failed");
+  _exit (1);
+}
+
+/* The namespaces joined in the child, in this order: the mount namespace last, since after it
+   /proc/PID of the host is no longer reachable (the fds were opened before anyway) and it sets
+   the root and cwd to the container's. The PID namespace is joined by cimg itself, before
+   clone: setns(CLONE_NEWPID) applies to the children made afterwards. */
+static const struct
+{
+  const char *name;
+  int type;
+} child_ns[] = {
+  { "ipc", CLONE_NEWIPC },       { "uts", CLONE_NEWUTS }, { "net", CLONE_NEWNET },
+  { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
+};
+
+static _Noreturn void
+exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filter,
+            struct cimg_cgroup_join *join, const int *nsfds, int sock)
+{
+  cimg_error_t err = { 0 };
+  const struct cimg_spec_process *p = &x->process;
+  if (cimg_cgroup_join_self (join, &err) < 0)
+    xfail (sock, &err);
+  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+    if (nsfds[i] >= 0 && setns (nsfds[i], child_ns[i].type) < 0)
+      {
+        cimg_error_sys (&err, "join the container's %s namespace", child_ns[i].name);
+        xfail (sock, &err);
+      }
+  if (chdir ("/") < 0)
+    {
+      cimg_error_sys (&err, "chdir to the container's root");
+      xfail (sock, &err);
+    }
+  if (!p->stdin_open)
+    {
+      int nullfd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (nullfd < 0 || dup2 (nullfd, 0) < 0)
+        {
+          cimg_error_sys (&err, "open /dev/null");
+          xfail (sock, &err);
+        }
+      close (nullfd);
+    }
+  if (x->detach)
+    {
+      int nullfd = open ("/dev/null", O_RDWR | O_CLOEXEC);
+      if (nullfd < 0 || dup2 (nullfd, 0) < 0 || dup2 (nullfd, 1) < 0 || dup2 (nullfd, 2) < 0)
+        {
+          cimg_error_sys (&err, "open /dev/null");
+          xfail (sock, &err);
+        }
+      close (nullfd);
+      setsid ();
+    }
+  for (size_t i = 0; i < p->n_rlimits; i++)
+    {
+      struct rlimit rl
+          = { .rlim_cur = (rlim_t)p->rlimits[i].soft, .rlim_max = (rlim_t)p->rlimits[i].hard };
+      setrlimit (p->rlimits[i].resource, &rl);
+    }
+  /* The same order as the container's own process (docs/runtime.md): the filter while
+     CAP_SYS_ADMIN is held, unless no-new-privileges, where it comes last. */
+  if (filter && !x->no_new_privileges && cimg_seccomp_load (filter, &err) < 0)
+    xfail (sock, &err);
+  if (cimg_child_switch_user (p, &err) < 0 || cimg_caps_apply (x->caps, &err) < 0)
+    xfail (sock, &err);
+  if (x->no_new_privileges && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    {
+      cimg_error_sys (&err, "PR_SET_NO_NEW_PRIVS");
+      xfail (sock, &err);
+    }
+  if (filter && x->no_new_privileges && cimg_seccomp_load (filter, &err) < 0)
+    xfail (sock, &err);
+  if (chdir (p->cwd ? p->cwd : "/") < 0)
+    {
+      cimg_error_sys (&err, "chdir to %s in the container", p->cwd ? p->cwd : "/");
+      xfail (sock, &err);
+    }
+  if (!x->detach)
+    prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      signal (sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset (&none);
+  sigprocmask (SIG_SETMASK, &none, NULL);
+  /* Every fd of cimg but the socket (O_CLOEXEC: it goes at execve). */
+  if (sock > 3)
+    syscall (SYS_close_range, 3U, (unsigned)sock - 1, 0U);
+  syscall (SYS_close_range, (unsigned)sock + 1, ~0U, 0U);
+  xsend (sock, X_READY, 0, NULL);
+  char msg[1024];
+  int code = cimg_child_exec_command (p, msg, sizeof msg);
+  xsend (sock, X_EXEC, code, msg);
+  _exit (code);
+}
+
+static volatile sig_atomic_t exec_child_pid;
+
+static void
+forward (int sig)
+{
+  if (exec_child_pid > 0)
+    kill ((pid_t)exec_child_pid, sig);
+}
+
+int
+cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, cimg_error_t *err)
+{
+  memset (res, 0, sizeof *res);
+  if (x->process.args == NULL || x->process.args[0] == NULL)
+    return cimg_error_set (err, EINVAL, "no command specified");
+  if (x->process.tty)
+    return cimg_error_set (err, ENOTSUP, "exec -t is not supported yet");
+
+  int nsfds[ARRAY_SIZE (child_ns)];
+  int pidns = -1, ownpidns = -1, ret = -1;
+  int sv[2] = { -1, -1 };
+  struct cimg_cgroup_join join = { .into_fd = -1 };
+  struct cimg_cgroup *cg = NULL;
+  cleanup_seccomp_prog struct cimg_seccomp_prog *filter = NULL;
+  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+    nsfds[i] = -1;
+
+  char path[64];
+  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+    {
+      snprintf (path, sizeof path, "/proc/%d/ns/%s", (int)x->pid, child_ns[i].name);
+      nsfds[i] = open (path, O_RDONLY | O_CLOEXEC);
+      if (nsfds[i] < 0)
+        {
+          cimg_error_sys (err, "open %s", path);
+          goto out;
+        }
+      /* A namespace the container shares with cimg (the host's network, v1's cgroup
+         namespace) needs no setns. */
+      snprintf (path, sizeof path, "/proc/self/ns/%s", child_ns[i].name);
+      struct stat a, b;
+      if (fstat (nsfds[i], &a) == 0 && stat (path, &b) == 0 && a.st_ino == b.st_ino
+          && a.st_dev == b.st_dev)
+        {
+          close (nsfds[i]);
+          nsfds[i] = -1;
+        }
+    }
+  snprintf (path, sizeof path, "/proc/%d/ns/pid", (int)x->pid);
+  pidns = open (path, O_RDONLY | O_CLOEXEC);
+  if (pidns < 0)
+    {
+      cimg_error_sys (err, "open %s", path);
+      goto out;
+    }
+  if (x->seccomp
+      && cimg_seccomp_prepare_for (x->store_dirfd, x->seccomp_profile, x->caps, &filter, err) < 0)
+    goto out;
+  cg = cimg_cgroup_open (x->id, err);
+  if (cg == NULL || cimg_cgroup_join_prepare (cg, &join, err) < 0)
+    goto out;
+  if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    {
+      cimg_error_sys (err, "socketpair");
+      goto out;
+    }
+  /* cimg's own later children are born in the container's PID namespace; cimg stays where it
+     is. */
+  ownpidns = open ("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  if (ownpidns < 0)
+    {
+      cimg_error_sys (err, "open /proc/self/ns/pid");
+      goto out;
+    }
+  if (setns (pidns, CLONE_NEWPID) < 0)
+    {
+      cimg_error_sys (err, "join the container's PID namespace");
+      goto out;
+    }
+  fflush (stdout);
+  fflush (stderr);
+  pid_t pid = -1;
+  bool into = false;
+  if (join.into_fd >= 0)
+    {
+      struct clone_args ca = { .flags = CLONE_INTO_CGROUP,
+                               .exit_signal = SIGCHLD,
+                               .cgroup = (uint64_t)join.into_fd };
+      pid = (pid_t)syscall (SYS_clone3, &ca, sizeof ca);
+      into = pid >= 0;
+    }
+  if (!into)
+    pid = fork ();
+  if (pid < 0)
+    {
+      cimg_error_sys (err, "fork");
+      if (setns (ownpidns, CLONE_NEWPID) < 0)
+        cimg_error_sys (err, "fork; and return to cimg's PID namespace");
+      goto out;
+    }
+  if (pid == 0)
+    {
+      close (sv[0]);
+      exec_child (x, filter, &join, nsfds, sv[1]);
+    }
+  /* Back to cimg's own: a later child of cimg (LeakSanitizer's tracer at exit, say) must not
+     be born in the container. */
+  if (setns (ownpidns, CLONE_NEWPID) < 0)
+    {
+      cimg_error_sys (err, "return to cimg's PID namespace");
+      kill (pid, SIGKILL);
+      waitpid (pid, NULL, 0);
+      goto out;
+    }
+  close (sv[1]);
+  sv[1] = -1;
+  exec_child_pid = pid;
+  struct sigaction sa = { .sa_handler = forward }, old[6];
+  static const int fw[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < ARRAY_SIZE (fw); i++)
+    sigaction (fw[i], &sa, &old[i]);
+  if (join.into_fd >= 0 && !into && cimg_cgroup_add_pid (cg, pid, err) < 0)
+    {
+      kill (pid, SIGKILL);
+      waitpid (pid, NULL, 0);
+      goto restore;
+    }
+  bool ready = false, failed = false;
+  for (;;)
+    {
+      struct xmsg m;
+      ssize_t n = recv (sv[0], &m, sizeof m, 0);
+      if (n < 0 && (errno == EINTR || errno == ECONNRESET))
+        continue;
+      if (n <= 0)
+        {
+          if (!ready)
+            {
+              cimg_error_set (err, EIO, "the exec'd process died during setup");
+              failed = true;
+            }
+          break;
+        }
+      m.text[sizeof m.text - 1] = '\0';
+      if (m.type == X_READY)
+        ready = true;
+      else if (m.type == X_ERROR)
+        {
+          cimg_error_set (err, m.code, "%s", m.text);
+          failed = true;
+          break;
+        }
+      else if (m.type == X_EXEC)
+        {
+          res->exec_error = m.code;
+          res->exec_message = xstrdup (m.text);
+          break;
+        }
+    }
+  if (failed)
+    {
+      kill (pid, SIGKILL);
+      while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      goto restore;
+    }
+  if (x->detach && !res->exec_error)
+    ret = 0;
+  else
+    {
+      int st = 0;
+      while (waitpid (pid, &st, 0) < 0 && errno == EINTR)
+        ;
+      res->status = st;
+      ret = 0;
+    }
+restore:
+  exec_child_pid = 0;
+  for (size_t i = 0; i < ARRAY_SIZE (fw); i++)
+    sigaction (fw[i], &old[i], NULL);
+out:
+  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+    if (nsfds[i] >= 0)
+      close (nsfds[i]);
+  if (pidns >= 0)
+    close (pidns);
+  if (ownpidns >= 0)
+    close (ownpidns);
+  if (sv[0] >= 0)
+    close (sv[0]);
+  if (sv[1] >= 0)
+    close (sv[1]);
+  cimg_cgroup_join_clear (&join);
+  cimg_cgroup_free (cg);
+  return ret;
+}
