@@ -209,7 +209,7 @@ static const struct cli_command top_commands[] = {
     "      --privileged                Give extended privileges to this container\n"
     "      --read-only                 Mount the container's root filesystem as read only\n"
     "      --rm                        Automatically remove the container when it exits\n"
-    "      --security-opt list         no-new-privileges, seccomp=unconfined\n"
+    "      --security-opt list         no-new-privileges, seccomp=unconfined, seccomp=FILE.json\n"
     "      --shm-size bytes            Size of /dev/shm (default 64m)\n"
     "  -t, --tty                       Allocate a pseudo-TTY\n"
     "      --tmpfs list                Mount a tmpfs directory (PATH[:OPTIONS])\n"
