@@ -11,6 +11,7 @@
 #include "build/build-internal.h"
 #include "registry/registry.h"
 #include "runtime/runtime.h"
+#include "runtime/user.h"
 #include "store/container.h"
 #include "store/store-internal.h"
 
@@ -393,51 +394,6 @@ umount_view (struct bctx *b, const char *dir)
 
 /* ---------------------------------------------------------------- users */
 
-static char **
-split_colon (const char *line)
-{
-  char **v = NULL;
-  const char *p = line;
-  for (;;)
-    {
-      const char *e = strchrnul (p, ':');
-      cleanup_free char *f = xstrndup (p, (size_t)(e - p));
-      cimg_strv_append (&v, f);
-      if (*e == '\0')
-        break;
-      p = e + 1;
-    }
-  return v;
-}
-
-static bool
-all_digits (const char *s)
-{
-  if (*s == '\0')
-    return false;
-  for (; *s; s++)
-    if (!isdigit ((unsigned char)*s))
-      return false;
-  return true;
-}
-
-static char **
-db_find (const char *file, const char *key, bool by_id)
-{
-  if (file == NULL)
-    return NULL;
-  cleanup_free char *copy = xstrdup (file);
-  char *save = NULL;
-  for (char *line = strtok_r (copy, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
-    {
-      char **f = split_colon (line);
-      if (cimg_strv_len (f) >= 3 && strcmp (f[by_id ? 2 : 0], key) == 0)
-        return f;
-      cimg_strv_free (f);
-    }
-  return NULL;
-}
-
 static int
 read_state_file (struct bctx *b, struct state *st, const char *path, char **outp, cimg_error_t *err)
 {
@@ -470,42 +426,16 @@ static int
 resolve_user (struct bctx *b, struct state *st, const char *spec, uid_t *uid, gid_t *gid,
               cimg_error_t *err)
 {
-  cleanup_free char *copy = xstrdup (spec && *spec ? spec : "0");
-  char *gpart = strchr (copy, ':');
-  if (gpart)
-    *gpart++ = '\0';
-  const char *upart = *copy ? copy : "0";
   cleanup_free char *passwd = NULL, *group = NULL;
   if (read_state_file (b, st, "/etc/passwd", &passwd, err) < 0
       || read_state_file (b, st, "/etc/group", &group, err) < 0)
     return -1;
-  *uid = 0;
-  *gid = 0;
-  cleanup_strv char **pw
-      = all_digits (upart) ? db_find (passwd, upart, true) : db_find (passwd, upart, false);
-  if (all_digits (upart))
-    *uid = (uid_t)strtoul (upart, NULL, 10);
-  else if (pw == NULL)
-    return cimg_error_set (err, ENOENT,
-                           "unable to find user %s: no matching entries in passwd file", upart);
-  else
-    *uid = (uid_t)strtoul (pw[2], NULL, 10);
-  if (pw && cimg_strv_len (pw) >= 4)
-    *gid = (gid_t)strtoul (pw[3], NULL, 10);
-  if (gpart && *gpart)
-    {
-      if (all_digits (gpart))
-        *gid = (gid_t)strtoul (gpart, NULL, 10);
-      else
-        {
-          cleanup_strv char **gr = db_find (group, gpart, false);
-          if (gr == NULL)
-            return cimg_error_set (
-                err, ENOENT, "unable to find group %s: no matching entries in group file", gpart);
-          *gid = (gid_t)strtoul (gr[2], NULL, 10);
-        }
-    }
-  return 0;
+  struct cimg_user u = { 0 };
+  int rc = cimg_user_resolve (spec, passwd, group, NULL, &u, err);
+  *uid = u.uid;
+  *gid = u.gid;
+  cimg_user_clear (&u);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- paths */

@@ -2,6 +2,7 @@
    (config.json, as Docker's inspect names its fields), then the record into a runtime spec:
    the lifecycle commands (start) rebuild the same spec from the same record. */
 #include "cli/cli.h"
+#include "runtime/user.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -463,163 +464,6 @@ read_env_file (const char *path, char ***env, cimg_error_t *err)
 }
 
 /* Fields of a passwd/group line: name:x:id:… */
-static char **
-split_colon (const char *line)
-{
-  char **v = NULL;
-  const char *p = line;
-  for (;;)
-    {
-      const char *e = strchrnul (p, ':');
-      cleanup_free char *f = xstrndup (p, (size_t)(e - p));
-      cimg_strv_append (&v, f);
-      if (*e == '\0')
-        break;
-      p = e + 1;
-    }
-  return v;
-}
-
-static bool
-all_digits (const char *s)
-{
-  if (*s == '\0')
-    return false;
-  for (; *s; s++)
-    if (*s < '0' || *s > '9')
-      return false;
-  return true;
-}
-
-/* Find the line of file whose field 0 (name) or 2 (id) matches key. */
-static char **
-db_find (const char *file, const char *key, bool by_id)
-{
-  if (file == NULL)
-    return NULL;
-  cleanup_free char *copy = xstrdup (file);
-  char *save = NULL;
-  for (char *line = strtok_r (copy, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
-    {
-      char **f = split_colon (line);
-      if (cimg_strv_len (f) >= 3 && strcmp (f[by_id ? 2 : 0], key) == 0)
-        return f;
-      cimg_strv_free (f);
-    }
-  return NULL;
-}
-
-struct user
-{
-  uid_t uid;
-  gid_t gid;
-  char *home;
-  char **groups; /* supplementary gids as strings */
-};
-
-static void
-user_clear (struct user *u)
-{
-  free (u->home);
-  cimg_strv_free (u->groups);
-}
-
-/* Resolve "user[:group]" against the image's /etc/passwd and /etc/group, as runc's
-   GetExecUser: names must exist; numeric IDs need not. */
-static int
-resolve_user (const char *spec, const char *passwd, const char *group, char *const *group_add,
-              struct user *u, cimg_error_t *err)
-{
-  cleanup_free char *copy = xstrdup (spec && *spec ? spec : "0");
-  char *gpart = strchr (copy, ':');
-  if (gpart)
-    *gpart++ = '\0';
-  const char *upart = *copy ? copy : "0";
-  u->uid = 0;
-  u->gid = 0;
-  u->home = xstrdup ("/");
-  cleanup_strv char **pw = NULL;
-  if (all_digits (upart))
-    {
-      u->uid = (uid_t)strtoul (upart, NULL, 10);
-      pw = db_find (passwd, upart, true);
-    }
-  else
-    {
-      pw = db_find (passwd, upart, false);
-      if (pw == NULL)
-        return cimg_error_set (err, ENOENT,
-                               "unable to find user %s: no matching entries in passwd file", upart);
-      u->uid = (uid_t)strtoul (pw[2], NULL, 10);
-    }
-  const char *uname = NULL;
-  if (pw && cimg_strv_len (pw) >= 4)
-    {
-      u->gid = (gid_t)strtoul (pw[3], NULL, 10);
-      uname = pw[0];
-      if (cimg_strv_len (pw) >= 6 && pw[5][0])
-        {
-          free (u->home);
-          u->home = xstrdup (pw[5]);
-        }
-    }
-  if (gpart && *gpart)
-    {
-      if (all_digits (gpart))
-        u->gid = (gid_t)strtoul (gpart, NULL, 10);
-      else
-        {
-          cleanup_strv char **gr = db_find (group, gpart, false);
-          if (gr == NULL)
-            return cimg_error_set (
-                err, ENOENT, "unable to find group %s: no matching entries in group file", gpart);
-          u->gid = (gid_t)strtoul (gr[2], NULL, 10);
-        }
-    }
-  /* Supplementary groups, as containerd gives them: the primary group, those that list the
-     user as a member (only when no group was given, as runc), then --group-add. */
-  {
-    char gs[32];
-    snprintf (gs, sizeof gs, "%u", (unsigned)u->gid);
-    cimg_strv_append (&u->groups, gs);
-  }
-  if (uname && !gpart && group)
-    {
-      cleanup_free char *gc = xstrdup (group);
-      char *save = NULL;
-      for (char *line = strtok_r (gc, "\n", &save); line; line = strtok_r (NULL, "\n", &save))
-        {
-          cleanup_strv char **f = split_colon (line);
-          if (cimg_strv_len (f) < 4)
-            continue;
-          cleanup_strv char **members = NULL;
-          append_list (&members, f[3]);
-          if (cimg_strv_contains (members, uname) && !cimg_strv_contains (u->groups, f[2]))
-            cimg_strv_append (&u->groups, f[2]);
-        }
-    }
-  for (size_t i = 0; group_add && group_add[i]; i++)
-    {
-      const char *g = group_add[i];
-      if (all_digits (g))
-        {
-          if (!cimg_strv_contains (u->groups, g))
-            cimg_strv_append (&u->groups, g);
-        }
-      else
-        {
-          cleanup_strv char **gr = db_find (group, g, false);
-          if (gr == NULL)
-            return cimg_error_set (err, ENOENT,
-                                   "unable to find group %s: no matching entries in group file", g);
-          if (!cimg_strv_contains (u->groups, gr[2]))
-            cimg_strv_append (&u->groups, gr[2]);
-        }
-    }
-  return 0;
-}
-
-/* --security-opt; *profile gets a seccomp profile file's JSON text (checked to compile). */
 static int
 check_security_opts (struct run_opts *o, bool *seccomp, bool *nnp, char **profile,
                      cimg_error_t *err)
@@ -776,7 +620,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   /* The user, looked up in the image's own /etc/passwd and /etc/group, read from the layers
      (resolved inside each layer, so that symlinks in the image cannot point at host files). */
   const char *user = o->user ? o->user : cimg_json_str (icfg, "User");
-  struct user u = { 0 };
+  struct cimg_user u = { 0 };
   {
     int *fds = open_layers (s, img, err);
     if (fds == NULL)
@@ -789,9 +633,9 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
     for (size_t i = 0; i < img->n_layers; i++)
       close (fds[i]);
     free (fds);
-    if (r2 < 0 || resolve_user (user, passwd, group, o->group_add, &u, err) < 0)
+    if (r2 < 0 || cimg_user_resolve (user, passwd, group, o->group_add, &u, err) < 0)
       {
-        user_clear (&u);
+        cimg_user_clear (&u);
         return NULL;
       }
   }
@@ -802,7 +646,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   else if (o->network && strcmp (o->network, "none") != 0 && strcmp (o->network, "default") != 0
            && strcmp (o->network, "bridge") != 0)
     {
-      user_clear (&u);
+      cimg_user_clear (&u);
       cimg_error_set (err, ENOENT, "network %s not found", o->network);
       return NULL;
     }
@@ -823,7 +667,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   for (size_t i = 0; o->env_files && o->env_files[i]; i++)
     if (read_env_file (o->env_files[i], &env, err) < 0)
       {
-        user_clear (&u);
+        cimg_user_clear (&u);
         cimg_error_wrap (err, "--env-file");
         return NULL;
       }
@@ -839,7 +683,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   cleanup_free char *profile = NULL;
   if (check_security_opts (o, &seccomp, &nnp, &profile, err) < 0)
     {
-      user_clear (&u);
+      cimg_user_clear (&u);
       return NULL;
     }
   if (o->privileged)
@@ -852,7 +696,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   int64_t nano_cpus = 0;
   if (check_limits (o, &l, &nano_cpus, err) < 0)
     {
-      user_clear (&u);
+      cimg_user_clear (&u);
       return NULL;
     }
   cleanup_strv char **caps = NULL;
@@ -862,7 +706,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
                          : cimg_caps_resolve (o->cap_add, o->cap_drop, err);
     if (caps == NULL)
       {
-        user_clear (&u);
+        cimg_user_clear (&u);
         return NULL;
       }
   }
@@ -879,7 +723,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
         {
           json_decref (groups);
           json_decref (layers);
-          user_clear (&u);
+          cimg_user_clear (&u);
           return NULL;
         }
       char *nl = lowers ? xasprintf ("%s:%s", lowers, link) : xstrdup (link);
@@ -911,7 +755,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
       (json_int_t)u.uid, "GID", (json_int_t)u.gid, "AdditionalGids", groups, "GraphDriver", "Name",
       "overlay", "Data", "LowerDir", lowers, "UpperDir", "upper", "WorkDir", "work", "MergedDir",
       "merged", "Layers", layers);
-  user_clear (&u);
+  cimg_user_clear (&u);
   if (config == NULL)
     {
       cimg_error_set (err, EINVAL, "internal error: building the container's config");
