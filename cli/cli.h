@@ -39,6 +39,17 @@ void cli_print_help (struct cli *c);
 /* Open the store named by --root / $CIMG_ROOT / /var/lib/cimg; prints the error itself. */
 struct cimg_store *cli_open_store (struct cli *c);
 
+struct cimg_container;
+/* Does one command's work on one container. Returns 0 (done), -1 with err set (printed as
+   "cimg: …"), or an exit code > 0 after printing its own message. */
+typedef int (*cli_container_fn) (struct cimg_store *s, struct cimg_container *ctr, const char *name,
+                                 void *data, cimg_error_t *err);
+/* The loop of stop, kill, start, rm, wait…: every CONTAINER argument after optind (at least one)
+   is looked up and handed to fn; a failure is reported and the others still go. With
+   print_name, each one done is echoed (as Docker). Returns the command's exit code. */
+int cli_each_container (struct cli *c, int argc, char **argv, bool print_name, cli_container_fn fn,
+                        void *data);
+
 /* A table printed as Docker's tabwriter (minwidth 10, padding 3) prints it. */
 struct table;
 struct table *table_new (size_t ncols);

@@ -319,6 +319,18 @@ cmd_logs (struct cli *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- wait */
 
+static int
+wait_one (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+          cimg_error_t *err)
+{
+  (void)data;
+  if (wait_settled (s, ctr, -1) < 0)
+    return cimg_error_set (err, ENOENT, "container %s was removed while waiting", name);
+  printf ("%d\n", cimg_container_exit_code (ctr));
+  fflush (stdout);
+  return 0;
+}
+
 int
 cmd_wait (struct cli *c, int argc, char **argv)
 {
@@ -326,31 +338,7 @@ cmd_wait (struct cli *c, int argc, char **argv)
   int r;
   while ((r = cli_getopt (c, argc, argv, "", longopts)) != -1)
     return r == 'h' ? 0 : EXIT_USAGE;
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      if (wait_settled (s, ctr, -1) < 0)
-        {
-          fprintf (stderr, "cimg: container %s was removed while waiting\n", argv[k]);
-          rc = EXIT_FAIL;
-          continue;
-        }
-      printf ("%d\n", cimg_container_exit_code (ctr));
-      fflush (stdout);
-    }
-  return rc;
+  return cli_each_container (c, argc, argv, false, wait_one, NULL);
 }
 
 /* ---------------------------------------------------------------- stop, kill */
@@ -373,6 +361,22 @@ stop_one (struct cimg_store *s, struct cimg_container *ctr, int sig, int64_t tim
   if (pid > 0)
     kill (pid, SIGKILL);
   return wait_settled (s, ctr, 10000) == 1 ? -1 : 0;
+}
+
+struct stop_args
+{
+  int sig; /* 0: the image's StopSignal */
+  int64_t timeout;
+};
+
+static int
+stop_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+         cimg_error_t *err)
+{
+  struct stop_args *a = data;
+  if (stop_one (s, ctr, a->sig ? a->sig : stop_signal (s, ctr), a->timeout) < 0)
+    return cimg_error_set (err, ETIMEDOUT, "container %s did not stop", name);
+  return 0;
 }
 
 int
@@ -405,30 +409,24 @@ cmd_stop (struct cli *c, int argc, char **argv)
       default:
         return EXIT_USAGE;
       }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      if (stop_one (s, ctr, sig ? sig : stop_signal (s, ctr), timeout) < 0)
-        {
-          fprintf (stderr, "cimg: container %s did not stop\n", argv[k]);
-          rc = EXIT_FAIL;
-          continue;
-        }
-      printf ("%s\n", argv[k]);
-    }
-  return rc;
+  struct stop_args a = { sig, timeout };
+  return cli_each_container (c, argc, argv, true, stop_cb, &a);
+}
+
+static int
+kill_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+         cimg_error_t *err)
+{
+  int sig = *(int *)data;
+  pid_t pid = cimg_container_pid (ctr);
+  if (pid <= 0)
+    return cimg_error_set (err, ESRCH, "Cannot kill container: %s: Container %s is not running",
+                           name, ctr->id);
+  /* As Docker: a killed container is not restarted by its policy. */
+  set_manual_stop (s, ctr, true);
+  if (kill (pid, sig) < 0)
+    return cimg_error_sys (err, "kill container %s", name);
+  return 0;
 }
 
 int
@@ -450,40 +448,7 @@ cmd_kill (struct cli *c, int argc, char **argv)
       default:
         return EXIT_USAGE;
       }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      pid_t pid = cimg_container_pid (ctr);
-      if (pid <= 0)
-        {
-          fprintf (stderr, "cimg: Cannot kill container: %s: Container %s is not running\n",
-                   argv[k], ctr->id);
-          rc = EXIT_FAIL;
-          continue;
-        }
-      /* As Docker: a killed container is not restarted by its policy. */
-      set_manual_stop (s, ctr, true);
-      if (kill (pid, sig) < 0)
-        {
-          cimg_error_sys (&err, "kill container %s", argv[k]);
-          rc = cli_fail (&err);
-          continue;
-        }
-      printf ("%s\n", argv[k]);
-    }
-  return rc;
+  return cli_each_container (c, argc, argv, true, kill_cb, &sig);
 }
 
 /* ---------------------------------------------------------------- start, restart */
@@ -556,6 +521,15 @@ start_one (struct cimg_store *s, struct cimg_container *ctr, bool attach)
   return attach ? start_attached (s, ctr) : cli_start_detached (s, ctr, false);
 }
 
+static int
+start_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+          cimg_error_t *err)
+{
+  (void)name, (void)err;
+  /* With -a (one container) its exit code is the command's, 0 included. */
+  return start_one (s, ctr, *(bool *)data);
+}
+
 int
 cmd_start (struct cli *c, int argc, char **argv)
 {
@@ -576,34 +550,18 @@ cmd_start (struct cli *c, int argc, char **argv)
       default:
         return EXIT_USAGE;
       }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
   if (attach && argc - optind > 1)
     return cli_usage_error (c, "you cannot start and attach multiple containers at once");
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      int r2 = start_one (s, ctr, attach);
-      if (attach)
-        return r2;
-      if (r2 != 0)
-        {
-          rc = r2;
-          continue;
-        }
-      printf ("%s\n", argv[k]);
-    }
-  return rc;
+  return cli_each_container (c, argc, argv, !attach, start_cb, &attach);
+}
+
+static int
+restart_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+            cimg_error_t *err)
+{
+  if (stop_one (s, ctr, stop_signal (s, ctr), *(int64_t *)data) < 0)
+    return cimg_error_set (err, ETIMEDOUT, "container %s did not stop", name);
+  return start_one (s, ctr, false);
 }
 
 int
@@ -628,36 +586,7 @@ cmd_restart (struct cli *c, int argc, char **argv)
       default:
         return EXIT_USAGE;
       }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      if (stop_one (s, ctr, stop_signal (s, ctr), timeout) < 0)
-        {
-          fprintf (stderr, "cimg: container %s did not stop\n", argv[k]);
-          rc = EXIT_FAIL;
-          continue;
-        }
-      int r2 = start_one (s, ctr, false);
-      if (r2 != 0)
-        {
-          rc = r2;
-          continue;
-        }
-      printf ("%s\n", argv[k]);
-    }
-  return rc;
+  return cli_each_container (c, argc, argv, true, restart_cb, &timeout);
 }
 
 /* ---------------------------------------------------------------- container prune */

@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "store/container.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -79,6 +80,31 @@ cli_open_store (struct cli *c)
   if (s == NULL)
     cli_fail (&err);
   return s;
+}
+
+int
+cli_each_container (struct cli *c, int argc, char **argv, bool print_name, cli_container_fn fn,
+                    void *data)
+{
+  if (optind >= argc)
+    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
+  cleanup_store struct cimg_store *s = cli_open_store (c);
+  if (s == NULL)
+    return EXIT_FAIL;
+  int rc = 0;
+  for (int k = optind; k < argc; k++)
+    {
+      cimg_error_t err = { 0 };
+      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
+      int r = ctr ? fn (s, ctr, argv[k], data, &err) : -1;
+      if (r < 0)
+        rc = cli_fail (&err);
+      else if (r > 0)
+        rc = r;
+      else if (print_name)
+        printf ("%s\n", argv[k]);
+    }
+  return rc;
 }
 
 static int

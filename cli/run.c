@@ -1766,6 +1766,41 @@ cmd_ps (struct cli *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- rm */
 
+static int
+rm_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, void *data,
+       cimg_error_t *err)
+{
+  (void)name;
+  bool force = *(bool *)data;
+  pid_t pid = cimg_container_pid (ctr);
+  bool restarting = strcmp (ps_state (ctr), "restarting") == 0;
+  if (pid > 0 || restarting)
+    {
+      if (!force)
+        return cimg_error_set (err, EBUSY,
+                               "You cannot remove a %s container %s. Stop the container before "
+                               "attempting removal or force remove",
+                               pid > 0 ? "running" : "restarting", ctr->id);
+      if (cli_container_kill_all (s, ctr) < 0)
+        return cimg_error_set (err, ETIMEDOUT, "container %.12s did not stop after SIGKILL",
+                               ctr->id);
+    }
+  /* A cgroup left by a runner that was itself killed. */
+  struct cimg_cgroup *cg = cimg_cgroup_open (ctr->id, err);
+  cimg_error_clear (err);
+  if (cg)
+    {
+      int r = cimg_cgroup_destroy (cg, err);
+      cimg_cgroup_free (cg);
+      if (r < 0)
+        return -1;
+    }
+  cleanup_close int lk = cimg_container_lock (s, ctr, err);
+  if (lk < 0 || cimg_container_remove (s, ctr, err) < 0)
+    return -1;
+  return 0;
+}
+
 int
 cmd_rm (struct cli *c, int argc, char **argv)
 {
@@ -1786,61 +1821,5 @@ cmd_rm (struct cli *c, int argc, char **argv)
       default:
         return EXIT_USAGE;
       }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  int rc = 0;
-  for (int k = optind; k < argc; k++)
-    {
-      cimg_error_t err = { 0 };
-      cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[k], &err);
-      if (ctr == NULL)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      pid_t pid = cimg_container_pid (ctr);
-      bool restarting = strcmp (ps_state (ctr), "restarting") == 0;
-      if (pid > 0 || restarting)
-        {
-          if (!force)
-            {
-              fprintf (stderr,
-                       "cimg: You cannot remove a %s container %s. Stop the container "
-                       "before attempting removal or force remove\n",
-                       pid > 0 ? "running" : "restarting", ctr->id);
-              rc = EXIT_FAIL;
-              continue;
-            }
-          if (cli_container_kill_all (s, ctr) < 0)
-            {
-              fprintf (stderr, "cimg: container %.12s did not stop after SIGKILL\n", ctr->id);
-              rc = EXIT_FAIL;
-              continue;
-            }
-        }
-      /* A cgroup left by a runner that was itself killed. */
-      struct cimg_cgroup *cg = cimg_cgroup_open (ctr->id, &err);
-      cimg_error_clear (&err);
-      if (cg)
-        {
-          if (cimg_cgroup_destroy (cg, &err) < 0)
-            {
-              cimg_cgroup_free (cg);
-              rc = cli_fail (&err);
-              continue;
-            }
-          cimg_cgroup_free (cg);
-        }
-      cleanup_close int lk = cimg_container_lock (s, ctr, &err);
-      if (lk < 0 || cimg_container_remove (s, ctr, &err) < 0)
-        {
-          rc = cli_fail (&err);
-          continue;
-        }
-      printf ("%s\n", argv[k]);
-    }
-  return rc;
+  return cli_each_container (c, argc, argv, true, rm_cb, &force);
 }
