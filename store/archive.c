@@ -2,6 +2,7 @@
    holding docker-archive and an OCI layout at once) and docker load (either format back).
    Only the public store API is used: blob and layer writes go through the blob writer and the
    layer sink, so verification and safe extraction stay in one place. */
+#include "store/layer-internal.h"
 #include "store/store-internal.h"
 
 #include <archive.h>
@@ -1126,6 +1127,16 @@ stage_entry (struct load_ctx *c, struct archive *a, const char *name, int64_t de
   if (meta && declared > CIMG_MAX_METADATA)
     return cimg_error_set (err, EFBIG, "entry \"%s\": larger than %d bytes", name,
                            CIMG_MAX_METADATA);
+  /* An entry larger than a layer may be cannot be a layer or its blob; without a cap a sparse
+     entry (its holes cost no archive bytes) would be staged as terabytes of zeros. */
+  int64_t max = 0;
+  if (!meta && cimg_layer_max_size (&max, err) < 0)
+    return -1;
+  if (max > 0 && declared > max)
+    return cimg_error_set (err, EFBIG,
+                           "entry \"%s\": larger than the limit of %lld bytes (max-layer-size "
+                           "in the cimg config)",
+                           name, (long long)max);
   cleanup_close int fd
       = openat (c->stagefd, "partial", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
@@ -1142,6 +1153,11 @@ stage_entry (struct load_ctx *c, struct archive *a, const char *name, int64_t de
       if (n < 0)
         return cimg_error_set (err, EIO, "entry \"%s\": %s", name, archive_error_string (a));
       size += n;
+      if (max > 0 && size > max)
+        return cimg_error_set (err, EFBIG,
+                               "entry \"%s\": larger than the limit of %lld bytes "
+                               "(max-layer-size in the cimg config)",
+                               name, (long long)max);
       if (meta && size > CIMG_MAX_METADATA)
         return cimg_error_set (err, EFBIG, "entry \"%s\": larger than %d bytes", name,
                                CIMG_MAX_METADATA);

@@ -210,9 +210,16 @@ cimg_inflater_write (struct cimg_inflater *z, const void *buf, size_t len, cimg_
       if (dispatch (z, z->head, z->headlen, err) < 0)
         return -1;
     }
-  if (len == 0)
-    return 0;
-  return dispatch (z, p, len, err);
+  /* zlib and igzip count input in 32 bits: feed them at most a GiB at a time. */
+  while (len > 0)
+    {
+      size_t n = len < ((size_t)1 << 30) ? len : (size_t)1 << 30;
+      if (dispatch (z, p, n, err) < 0)
+        return -1;
+      p += n;
+      len -= n;
+    }
+  return 0;
 }
 
 int

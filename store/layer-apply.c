@@ -29,6 +29,7 @@ struct apply_ctx
   int rootfd;
   int64_t max_size;
   int64_t size;
+  int64_t logical; /* sum of the files' sizes, holes of sparse files included */
   int64_t entries;
   struct dir_time *dirs;
   size_t n_dirs, cap_dirs;
@@ -95,39 +96,63 @@ clean_name (const char *name, char **out)
 }
 
 /* Open the directory dir (cleaned; "" is the root) inside rootfd, creating missing components
-   with mode 0755 as mkdir -p would: layers often leave out their parents' entries. */
+   with mode 0755 as mkdir -p would: layers often leave out their parents' entries. Below the
+   first missing component it walks down one name at a time, entering what it just created with
+   O_NOFOLLOW, so that a deep new path costs O(depth) and not O(depth²) (a layer of deep new
+   paths would otherwise keep the kernel resolving for hours). Only a symlink met on the way
+   makes the path so far be resolved again from the root, as the container will see it. */
 static int
 open_dir_in_root (int rootfd, const char *dir)
 {
+  /* The common case: the directory is there (siblings of one directory). */
   int fd = cimg_openat_in_root (rootfd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY, 0);
   if (fd >= 0 || errno != ENOENT || *dir == '\0')
     return fd;
 
-  cleanup_free char *parent = xstrdup (dir);
-  char *slash = strrchr (parent, '/');
-  const char *base = dir;
-  if (slash)
-    {
-      *slash = '\0';
-      base = dir + (slash - parent) + 1;
-    }
-  else
-    parent[0] = '\0';
-
-  cleanup_close int pfd = open_dir_in_root (rootfd, parent);
-  if (pfd < 0)
+  int cur = openat (rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cur < 0)
     return -1;
-  if (mkdirat (pfd, base, 0700) == 0)
+  const char *p = dir;
+  while (*p)
     {
-      cleanup_close int nfd = openat (pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      /* mkdirat's mode is cut by the process umask; these directories must not depend on it. */
-      if (nfd < 0 || fchmod (nfd, 0755) < 0)
+      const char *end = strchrnul (p, '/');
+      cleanup_free char *name = xstrndup (p, (size_t)(end - p));
+      int next = openat (cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0 && errno == ENOENT)
+        {
+          if (mkdirat (cur, name, 0700) < 0)
+            next = -1;
+          else
+            {
+              next = openat (cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+              /* mkdirat's mode is cut by the process umask; these directories must not depend
+                 on it. */
+              if (next >= 0 && fchmod (next, 0755) < 0)
+                {
+                  int saved = errno;
+                  close (next);
+                  errno = saved;
+                  next = -1;
+                }
+            }
+        }
+      else if (next < 0 && (errno == ELOOP || errno == ENOTDIR))
+        {
+          /* A symlink (or not a directory at all): resolve the path so far from the root,
+             which follows an in-layer link as the container will and refuses the rest with
+             the right errno. */
+          cleanup_free char *prefix = xstrndup (dir, (size_t)(end - dir));
+          next = cimg_openat_in_root (rootfd, prefix, O_RDONLY | O_DIRECTORY, 0);
+        }
+      int saved = errno;
+      close (cur);
+      errno = saved;
+      if (next < 0)
         return -1;
+      cur = next;
+      p = *end ? end + 1 : end;
     }
-  else if (errno != EEXIST)
-    return -1;
-  /* Resolve again from the root: if base was there already it may be an in-layer symlink. */
-  return cimg_openat_in_root (rootfd, dir, O_RDONLY | O_DIRECTORY, 0);
+  return cur;
 }
 
 /* Remove whatever is at dfd/base so that something of another kind can take its place. */
@@ -295,9 +320,23 @@ pwrite_all (int fd, const char *buf, size_t len, off_t off)
 }
 
 static int
+too_big (struct apply_ctx *c, cimg_error_t *err)
+{
+  return cimg_error_set (err, EFBIG, "layer exceeds the size limit of %lld bytes",
+                         (long long)c->max_size);
+}
+
+static int
 write_content (struct apply_ctx *c, struct archive_entry *e, int fd, cimg_error_t *err)
 {
   int64_t end = 0;
+  int64_t size = archive_entry_size_is_set (e) ? archive_entry_size (e) : 0;
+  if (size < 0)
+    return cimg_error_set (err, EINVAL, "invalid size %lld", (long long)size);
+  /* A sparse entry costs no tar bytes for its holes, but a file that size is what every later
+     reader (pack, save, a container) sees. */
+  if (c->max_size > 0 && size > c->max_size - c->logical)
+    return too_big (c, err);
   for (;;)
     {
       const void *buf;
@@ -308,11 +347,12 @@ write_content (struct apply_ctx *c, struct archive_entry *e, int fd, cimg_error_
         break;
       if (r < ARCHIVE_WARN)
         return cimg_error_set (err, archive_code (c->a), "read content: %s", archive_msg (c->a));
-      if (off < 0)
+      if (off < 0 || off > INT64_MAX - (int64_t)len)
         return cimg_error_set (err, EINVAL, "invalid content offset %lld", (long long)off);
-      if (c->max_size > 0 && (int64_t)len > c->max_size - c->size)
-        return cimg_error_set (err, EFBIG, "layer exceeds the size limit of %lld bytes",
-                               (long long)c->max_size);
+      if (c->max_size > 0
+          && ((int64_t)len > c->max_size - c->size
+              || off + (int64_t)len > c->max_size - c->logical))
+        return too_big (c, err);
       /* Sparse entries come as blocks at increasing offsets; pwrite leaves the holes. */
       if (len > 0 && pwrite_all (fd, buf, len, off) < 0)
         return cimg_error_sys (err, "write");
@@ -321,9 +361,9 @@ write_content (struct apply_ctx *c, struct archive_entry *e, int fd, cimg_error_
         end = off + (int64_t)len;
     }
   /* A sparse file may end in a hole that no data block reaches. */
-  int64_t size = archive_entry_size_is_set (e) ? archive_entry_size (e) : 0;
   if (size > end && ftruncate (fd, size) < 0)
     return cimg_error_sys (err, "truncate");
+  c->logical += size > end ? size : end;
   return 0;
 }
 
@@ -526,7 +566,16 @@ apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cim
     case AE_IFBLK:
     case AE_IFIFO:
       {
-        dev_t rdev = type == AE_IFIFO ? 0 : archive_entry_rdev (e);
+        dev_t rdev = 0;
+        if (type != AE_IFIFO)
+          {
+            /* The kernel's dev_t has a 12-bit major and a 20-bit minor: anything wider would
+               be cut to another device than the one the layer names. */
+            unsigned long maj = archive_entry_rdevmajor (e), min = archive_entry_rdevminor (e);
+            if (maj >= (1UL << 12) || min >= (1UL << 20))
+              return cimg_error_set (err, ERANGE, "device number %lu:%lu out of range", maj, min);
+            rdev = makedev (maj, min);
+          }
         if (remove_existing (dfd, base, err) < 0)
           return -1;
         if (mknodat (dfd, base, type | 0600, rdev) < 0)

@@ -311,7 +311,9 @@ pack_one (struct pack_ctx *c, int dfd, const char *name, const char *prefix)
   cleanup_close int fd = -1;
   if (S_ISREG (st.st_mode))
     {
-      fd = openat (dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      /* O_NONBLOCK: a running container may swap the file for a fifo after the stat, and
+         opening that must not hang the commit (the inode check below then refuses it). */
+      fd = openat (dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
       if (fd < 0)
         return cimg_error_sys (c->err, "entry \"%s\": open", path);
       struct stat fst;

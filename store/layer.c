@@ -1,3 +1,4 @@
+#include "store/layer-internal.h"
 #include "store/store-internal.h"
 
 #include <archive.h>
@@ -37,7 +38,123 @@ struct cimg_layer_sink
   unsigned char *rbuf; /* the worker's chunk handed to libarchive */
   struct cimg_apply_stats stats;
   bool finished;
+  int64_t max_size;   /* max-layer-size; 0: none */
+  int64_t plain_size; /* uncompressed bytes seen */
 };
+
+/* A decompression bomb (a few MB of gzip or zstd that inflate to terabytes of zeros, in files or
+   in padding after the end of the archive) would fill the store's filesystem or keep a pull
+   busy for hours; no real layer comes near this default. */
+#define DEFAULT_MAX_LAYER_SIZE ((int64_t)64 << 30)
+
+/* "123", "64k", "64M", "1G", "2TiB", "512kb" (binary units); 0 means no limit. */
+static int
+parse_size (const char *v, int64_t *out)
+{
+  char *end;
+  errno = 0;
+  if (!(*v >= '0' && *v <= '9'))
+    return -1;
+  unsigned long long n = strtoull (v, &end, 10);
+  if (errno)
+    return -1;
+  int shift = 0;
+  switch (*end)
+    {
+    case 'k':
+    case 'K':
+      shift = 10;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      break;
+    case 't':
+    case 'T':
+      shift = 40;
+      break;
+    case '\0':
+      break;
+    default:
+      return -1;
+    }
+  if (*end)
+    end++;
+  if (shift && (*end == 'i' || *end == 'I'))
+    end++;
+  if (*end == 'b' || *end == 'B')
+    end++;
+  if (*end != '\0' || n > (unsigned long long)(INT64_MAX >> shift))
+    return -1;
+  *out = (int64_t)(n << shift);
+  return 0;
+}
+
+/* Sets *limit when the config file at path exists and has max-layer-size. */
+static int
+limit_from_file (const char *path, int64_t *limit, cimg_error_t *err)
+{
+  if (access (path, F_OK) < 0 && errno == ENOENT)
+    return 0;
+  cleanup_json json_t *j = cimg_json_load_at (AT_FDCWD, path, 1 << 20, err);
+  if (j == NULL)
+    return cimg_error_wrap (err, "%s", path);
+  json_t *v = json_object_get (j, "max-layer-size");
+  if (v == NULL)
+    return 0;
+  int64_t n = -1;
+  if (json_is_integer (v))
+    n = json_integer_value (v);
+  else if (!json_is_string (v) || parse_size (json_string_value (v), &n) < 0)
+    n = -1;
+  if (n < 0)
+    return cimg_error_set (err, EINVAL,
+                           "%s: \"max-layer-size\" must be a byte count such as 68719476736 or "
+                           "\"64G\" (0: no limit)",
+                           path);
+  *limit = n;
+  return 0;
+}
+
+int
+cimg_layer_max_size (int64_t *out, cimg_error_t *err)
+{
+  int64_t limit = DEFAULT_MAX_LAYER_SIZE;
+  const char *env = getenv ("CIMG_MAX_LAYER_SIZE");
+  if (env && *env)
+    {
+      if (parse_size (env, &limit) < 0)
+        return cimg_error_set (
+            err, EINVAL, "CIMG_MAX_LAYER_SIZE=%s: not a byte count such as 64G (0: no limit)", env);
+      *out = limit;
+      return 0;
+    }
+  /* The files registry/config.c reads, in the same order (a later one overrides). */
+  const char *only = getenv ("CIMG_CONFIG");
+  if (only && *only)
+    {
+      if (limit_from_file (only, &limit, err) < 0)
+        return -1;
+    }
+  else
+    {
+      if (limit_from_file ("/etc/cimg/config.json", &limit, err) < 0)
+        return -1;
+      const char *home = getenv ("HOME");
+      if (home && *home)
+        {
+          cleanup_free char *p = xasprintf ("%s/.config/cimg/config.json", home);
+          if (limit_from_file (p, &limit, err) < 0)
+            return -1;
+        }
+    }
+  *out = limit;
+  return 0;
+}
 
 static ssize_t
 ring_read (struct archive *a, void *data, const void **buf)
@@ -78,13 +195,16 @@ worker (void *data)
     rc = cimg_error_set (&k->worker_err, EINVAL, "not a tar archive: %s", archive_error_string (a));
   else
     {
-      /* A layer bigger than the store's filesystem fails on ENOSPC anyway; the limit here is
-         for bombs that would fill it. */
-      struct cimg_apply_opts opts = { .max_size = 0 };
-      const char *lim = getenv ("CIMG_MAX_LAYER_SIZE");
-      if (lim)
-        opts.max_size = strtoll (lim, NULL, 10);
+      /* The same cap on the sum of file sizes: sparse entries declare sizes that no tar byte
+         pays for. */
+      struct cimg_apply_opts opts = { .max_size = k->max_size };
       rc = cimg_layer_apply (a, k->diffd, &opts, &k->stats, &k->worker_err);
+      if (rc < 0 && k->worker_err.code == EFBIG && k->worker_err.msg)
+        {
+          /* Say which setting to change. */
+          cleanup_free char *msg = xstrdup (k->worker_err.msg);
+          cimg_error_set (&k->worker_err, EFBIG, "%s (max-layer-size in the cimg config)", msg);
+        }
     }
   archive_read_free (a);
   pthread_mutex_lock (&k->mu);
@@ -109,6 +229,12 @@ push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
 {
   struct cimg_layer_sink *k = data;
   const unsigned char *p = buf;
+  if (k->max_size > 0 && (int64_t)len > k->max_size - k->plain_size)
+    return cimg_error_set (err, EFBIG,
+                           "layer exceeds the size limit of %lld bytes (max-layer-size in the "
+                           "cimg config)",
+                           (long long)k->max_size);
+  k->plain_size += (int64_t)len;
   cimg_sha256_update (k->h_diff, buf, len);
   pthread_mutex_lock (&k->mu);
   while (len > 0)
@@ -148,9 +274,13 @@ cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flag
       cimg_error_set (err, EINVAL, "invalid parent chain ID \"%s\"", parent_chain_id);
       return NULL;
     }
+  int64_t max_size = 0;
+  if (cimg_layer_max_size (&max_size, err) < 0)
+    return NULL;
   struct cimg_layer_sink *k = xzalloc (sizeof *k);
   k->s = s;
   k->diffd = -1;
+  k->max_size = max_size;
   snprintf (k->parent, sizeof k->parent, "%s", parent_chain_id ? parent_chain_id : "");
   k->flags = flags;
   k->h_comp = cimg_sha256_new ();

@@ -560,6 +560,13 @@ cimg_ref_familiar_name (const struct cimg_ref *r)
   if (cimg_str_has_prefix (r->path, OFFICIAL_REPO_PREFIX)
       && strchr (r->path + strlen (OFFICIAL_REPO_PREFIX), '/') == NULL)
     return xstrdup (r->path + strlen (OFFICIAL_REPO_PREFIX));
+  /* A Hub path whose first component reads as a domain ("docker.io/foo.com/bar") keeps its
+     domain: shortened, it would name another registry (found by tests/fuzz). */
+  size_t first = strcspn (r->path, "/");
+  if (r->path[first] == '/'
+      && (memchr (r->path, '.', first) != NULL
+          || (first == strlen ("localhost") && memcmp (r->path, "localhost", first) == 0)))
+    return cimg_ref_name (r);
   return xstrdup (r->path);
 }
 

@@ -4,7 +4,7 @@
 # exits non-zero if any did. Needs root (the integration tests do) and the packages of
 # tests/setup.sh.
 #
-#   bash tests/run-all.sh [--no-format] [--no-asan]
+#   bash tests/run-all.sh [--no-format] [--no-asan] [--no-fuzz]
 #
 # The CMake build trees are _build and _build-asan in the source tree (CIMG_BUILD_DIR and
 # CIMG_ASAN_BUILD_DIR override them); not build/, which holds the Dockerfile builder's sources.
@@ -17,12 +17,14 @@ asan_dir=${CIMG_ASAN_BUILD_DIR:-_build-asan}
 jobs=$(nproc)
 do_format=1
 do_asan=1
+do_fuzz=1
 for arg in "$@"; do
   case "$arg" in
     --no-format) do_format=0 ;;
     --no-asan) do_asan=0 ;;
+    --no-fuzz) do_fuzz=0 ;;
     *)
-      echo "usage: $0 [--no-format] [--no-asan]" >&2
+      echo "usage: $0 [--no-format] [--no-asan] [--no-fuzz]" >&2
       exit 2
       ;;
   esac
@@ -73,6 +75,10 @@ asan_build_and_test() {
 if [ "$do_format" -eq 1 ]; then step "clang-format" format_check; fi
 step "build and test ($build_dir)" build_and_test "$build_dir"
 if [ "$do_asan" -eq 1 ]; then step "ASAN/UBSAN build and test ($asan_dir)" asan_build_and_test; fi
+# Each libFuzzer harness for CIMG_FUZZ_SECONDS (default 60), in its own clang tree.
+if [ "$do_fuzz" -eq 1 ]; then
+  step "fuzz (tests/fuzz/run.sh)" bash tests/fuzz/run.sh "${CIMG_FUZZ_SECONDS:-60}"
+fi
 
 echo
 if [ "${#failed[@]}" -ne 0 ]; then

@@ -12,12 +12,16 @@ packages=(
   libacl1-dev liblz4-dev libbz2-dev liblzma-dev nettle-dev
   # tests and checks
   libcmocka-dev clang-format
+  # tests/fuzz/run.sh: libFuzzer and the sanitizer runtimes come with clang's compiler-rt
+  clang libclang-rt-14-dev
   # peers that make and read the fixtures of the integration tests
   skopeo umoci busybox-static docker-registry runc
   # the test harness
   jq python3 ca-certificates util-linux
   # registry tests (htpasswd for basic auth) and bench/pull.sh (bc, /usr/bin/time)
   apache2-utils bc time curl
+  # test_registry_tls.sh: a CA, server and client certificates
+  openssl
   # bench/
   hyperfine
 )
