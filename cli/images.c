@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "store/image.h"
 
 #include <string.h>
 #include <time.h>
@@ -65,8 +66,9 @@ struct images_opts
 };
 
 static void
-emit_row (struct table *t, const struct images_opts *o, const struct cimg_image_summary *im,
-          const char *repo, const char *tag, char ***seen_ids)
+emit_row (struct cimg_store *st, struct table *t, const struct images_opts *o,
+          const struct cimg_image_summary *im, const char *full, const char *repo, const char *tag,
+          char ***seen_ids)
 {
   char id[80], created[80], size[32];
   short_id (im->id, o->no_trunc, id, sizeof id);
@@ -81,8 +83,15 @@ emit_row (struct table *t, const struct images_opts *o, const struct cimg_image_
     }
   created_since (im->created, created, sizeof created);
   cimg_human_size (im->size, size, sizeof size);
-  const char *digest
-      = strcmp (repo, "<none>") == 0 ? "<none>" : digest_for (im->repo_digests, repo);
+  /* The repo digest of the manifest this tag came with, when the image is known through
+     several (store/image.h); else the repository's first. Only read when shown: `images`
+     alone stays an index read. */
+  cleanup_free char *own = (o->digests || o->json) && full
+                               ? cimg_store_image_repo_digest_for (st, im->id, full)
+                               : NULL;
+  const char *digest = own                            ? own
+                       : strcmp (repo, "<none>") == 0 ? "<none>"
+                                                      : digest_for (im->repo_digests, repo);
   if (o->json)
     {
       char at[64] = "";
@@ -173,7 +182,7 @@ cmd_images (struct cli *c, int argc, char **argv)
       if (im->repo_tags == NULL)
         {
           if (o.all && o.filter_repo == NULL)
-            emit_row (t, &o, im, "<none>", "<none>", &seen);
+            emit_row (s, t, &o, im, NULL, "<none>", "<none>", &seen);
           continue;
         }
       for (size_t k = 0; im->repo_tags[k]; k++)
@@ -184,7 +193,7 @@ cmd_images (struct cli *c, int argc, char **argv)
             continue;
           if (o.filter_tag && strcmp (tag, o.filter_tag) != 0)
             continue;
-          emit_row (t, &o, im, repo, tag, &seen);
+          emit_row (s, t, &o, im, im->repo_tags[k], repo, tag, &seen);
         }
     }
   if (!o.quiet && !o.json)

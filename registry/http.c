@@ -39,6 +39,25 @@ env_int (const char *name, int64_t def)
   return *end == '\0' && n >= 0 ? n : def;
 }
 
+/* The certificates of c's endpoint host, and with them whether the registry is insecure. */
+static int
+load_tls (struct reg_client *c, cimg_error_t *err)
+{
+  const char *host = strstr (c->endpoint, "://") + 3;
+  char *system_ca = NULL;
+  /* libcurl's own default bundle, which a CAINFO_BLOB would otherwise replace. */
+  if (curl_easy_getinfo (c->easy, CURLINFO_CAINFO, &system_ca) != CURLE_OK || system_ca == NULL)
+    system_ca = "/etc/ssl/certs/ca-certificates.crt";
+  if (reg_tls_load (host, system_ca, &c->tls, err) < 0)
+    return -1;
+  /* Configured certificates mean TLS with verification, even for a loopback registry that
+     would otherwise be insecure: a user who put a CA there wants it checked. */
+  if (c->tls.dir)
+    c->insecure = false;
+  c->http_fallback = c->insecure;
+  return 0;
+}
+
 struct reg_client *
 reg_client_new (const char *domain, const char *repo, const char *actions, cimg_error_t *err)
 {
@@ -54,9 +73,19 @@ reg_client_new (const char *domain, const char *repo, const char *actions, cimg_
     return NULL;
   struct reg_client *c = xzalloc (sizeof *c);
   c->domain = xstrdup (domain);
+  c->easy = curl_easy_init ();
+  if (c->easy == NULL)
+    {
+      cimg_error_set (err, ENOMEM, "curl_easy_init failed");
+      reg_client_free (c);
+      reg_config_clear (&cfg);
+      return NULL;
+    }
   c->repo = xstrdup (repo ? repo : "");
   c->actions = xstrdup (actions ? actions : "pull");
   c->insecure = reg_config_insecure (&cfg, domain);
+  c->endpoint = strcmp (domain, "docker.io") == 0 ? xstrdup ("https://registry-1.docker.io")
+                                                  : xasprintf ("https://%s", domain);
   /* 64 MiB: one PUT for nearly every layer, while a broken upload of a big one loses at
      most a chunk. The environment variable is for tests (small chunks of small images). */
   c->chunk_size = cfg.has_push_chunk_size ? cfg.push_chunk_size : (int64_t)64 << 20;
@@ -68,21 +97,15 @@ reg_client_new (const char *domain, const char *repo, const char *actions, cimg_
       reg_client_free (c);
       return NULL;
     }
-  if (strcmp (domain, "docker.io") == 0)
-    c->endpoint = xstrdup ("https://registry-1.docker.io");
-  else
-    c->endpoint = xasprintf ("%s://%s", c->insecure ? "http" : "https", domain);
-  c->retries = (int)env_int ("CIMG_REGISTRY_RETRIES", 5);
-  c->backoff_ms = env_int ("CIMG_REGISTRY_BACKOFF_MS", 250);
-  if (cimg_registry_credentials (domain, &c->user, &c->pass, err) < 0)
+  if (load_tls (c, err) < 0)
     {
       reg_client_free (c);
       return NULL;
     }
-  c->easy = curl_easy_init ();
-  if (c->easy == NULL)
+  c->retries = (int)env_int ("CIMG_REGISTRY_RETRIES", 5);
+  c->backoff_ms = env_int ("CIMG_REGISTRY_BACKOFF_MS", 250);
+  if (cimg_registry_credentials (domain, &c->user, &c->pass, err) < 0)
     {
-      cimg_error_set (err, ENOMEM, "curl_easy_init failed");
       reg_client_free (c);
       return NULL;
     }
@@ -105,6 +128,7 @@ reg_client_free (struct reg_client *c)
   free (c->pass);
   free (c->authz);
   free (c->challenge);
+  reg_tls_clear (&c->tls);
   free (c);
 }
 
@@ -131,6 +155,71 @@ reg_client_setup_easy (struct reg_client *c, CURL *e)
   curl_easy_setopt (e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt (e, CURLOPT_REDIR_PROTOCOLS_STR, c && c->insecure ? "http,https" : "https");
   curl_easy_setopt (e, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (c == NULL)
+    return;
+  if (c->insecure)
+    {
+      /* As Docker: an insecure registry's TLS is used without verification. */
+      curl_easy_setopt (e, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt (e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+  if (c->tls.ca_pem)
+    {
+      /* NOCOPY: the client outlives every transfer made with it. */
+      struct curl_blob b = { c->tls.ca_pem, c->tls.ca_len, CURL_BLOB_NOCOPY };
+      curl_easy_setopt (e, CURLOPT_CAINFO_BLOB, &b);
+    }
+  if (c->tls.client_cert)
+    {
+      curl_easy_setopt (e, CURLOPT_SSLCERT, c->tls.client_cert);
+      curl_easy_setopt (e, CURLOPT_SSLKEY, c->tls.client_key);
+    }
+}
+
+bool
+reg_curl_error_final (CURLcode rc, const char *msg)
+{
+  switch (rc)
+    {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return true;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+      /* A handshake the server ended with an alert about certificates ("certificate
+         required", "unknown ca") fails the same way every time. */
+      return msg && strstr (msg, "certificate") != NULL;
+    default:
+      return false;
+    }
+}
+
+/* The message of a failed transfer: libcurl's error buffer says which certificate problem,
+   curl_easy_strerror only that there was one. */
+static char *
+transfer_error (struct reg_client *c, CURLcode rc)
+{
+  const char *why = c->errbuf[0] ? c->errbuf : curl_easy_strerror (rc);
+  if (strstr (why, "certificate") == NULL)
+    return xstrdup (why);
+  cleanup_free char *base = reg_certs_dir ();
+  const char *host = strstr (c->endpoint, "://") + 3;
+  /* A TLS alert about our certificate: the registry wants one and got none. */
+  if (strstr (why, "alert") && c->tls.client_cert == NULL)
+    return xasprintf ("%s (the registry asks for a client certificate: client.cert and "
+                      "client.key in %s/%s/)",
+                      why, base, host);
+  if (c->tls.dir)
+    return xasprintf ("%s (TLS material from %s)", why, c->tls.dir);
+  return xasprintf ("%s (a registry's CA certificate goes in %s/%s/ca.crt, its client "
+                    "certificate in client.cert and client.key there)",
+                    why, base, host);
 }
 
 char *
@@ -270,6 +359,8 @@ perform (struct reg_client *c, const char *method, const char *url, char *const 
     }
   /* A PUT of a body must not wait a second for "100 Continue". */
   hl = curl_slist_append (hl, "Expect:");
+  c->errbuf[0] = '\0';
+  curl_easy_setopt (e, CURLOPT_ERRORBUFFER, c->errbuf);
   curl_easy_setopt (e, CURLOPT_URL, url);
   curl_easy_setopt (e, CURLOPT_HTTPHEADER, hl);
   curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, body_cb);
@@ -299,6 +390,7 @@ reg_request (struct reg_client *c, const char *method, const char *url, char *co
              struct reg_response *r, cimg_error_t *err)
 {
   bool authed = false;
+  cleanup_free char *plain = NULL;
   for (int attempt = 0;; attempt++)
     {
       bool too_big = false;
@@ -309,15 +401,32 @@ reg_request (struct reg_client *c, const char *method, const char *url, char *co
       if (too_big)
         return cimg_error_set (err, EFBIG, "%s %s: response over the limit of %zu bytes", method,
                                url, max);
+      size_t n = strlen (c->endpoint);
+      if (rc != CURLE_OK && c->http_fallback && strncmp (url, c->endpoint, n) == 0
+          && cimg_str_has_prefix (url, "https://"))
+        {
+          /* An insecure registry that does not answer over TLS: plain HTTP from now on, for
+             this request and every later one (their URLs are made from the endpoint). */
+          c->http_fallback = false;
+          char *ep = xasprintf ("http://%s", c->endpoint + strlen ("https://"));
+          free (c->endpoint);
+          c->endpoint = ep;
+          plain = xasprintf ("http://%s", url + strlen ("https://"));
+          url = plain;
+          attempt--;
+          continue;
+        }
       if (rc != CURLE_OK)
         {
-          if (attempt < c->retries)
+          if (attempt < c->retries && !reg_curl_error_final (rc, c->errbuf))
             {
               reg_backoff (c, attempt, NULL);
               continue;
             }
-          return cimg_error_set (err, EIO, "%s %s: %s", method, url, curl_easy_strerror (rc));
+          cleanup_free char *why = transfer_error (c, rc);
+          return cimg_error_set (err, EIO, "%s %s: %s", method, url, why);
         }
+      c->http_fallback = false;
       if (r->status == 401 && !authed && r->www_auth)
         {
           authed = true;
@@ -475,7 +584,7 @@ reg_authenticate (struct reg_client *c, const char *challenge, cimg_error_t *err
         {
           cr = perform (c, "GET", url, NULL, basic, NULL, 0, NULL, 1 << 20, &r, &too_big);
           if ((cr != CURLE_OK || reg_status_retryable (r.status)) && attempt < c->retries
-              && !too_big)
+              && !too_big && !(cr != CURLE_OK && reg_curl_error_final (cr, c->errbuf)))
             {
               reg_backoff (c, attempt, r.retry_after);
               continue;
@@ -484,8 +593,8 @@ reg_authenticate (struct reg_client *c, const char *challenge, cimg_error_t *err
         }
       if (cr != CURLE_OK || too_big)
         {
-          cimg_error_set (err, EIO, "%s: token from %s: %s", c->domain, ch.realm,
-                          too_big ? "answer too big" : curl_easy_strerror (cr));
+          cleanup_free char *why = too_big ? xstrdup ("answer too big") : transfer_error (c, cr);
+          cimg_error_set (err, EIO, "%s: token from %s: %s", c->domain, ch.realm, why);
           reg_response_clear (&r);
           goto out;
         }

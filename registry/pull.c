@@ -1,5 +1,6 @@
 /* cimg pull: manifest (and index) → config → layers streamed into the store's layer sink. */
 #include "registry/registry-internal.h"
+#include "store/image.h"
 #include "store/ingest.h"
 #include "store/store-internal.h"
 
@@ -174,7 +175,7 @@ fetch_config (struct reg_client *c, const struct reg_descriptor *d, char **bytes
 
 enum job_state
 {
-  JOB_SKIP,    /* already in the store */
+  JOB_SKIP,    /* already in the store, with its compressed blob */
   JOB_PENDING, /* not started, or waiting to retry */
   JOB_ACTIVE,  /* transfer running */
   JOB_DONE,    /* all bytes received; waiting to be committed in order */
@@ -191,6 +192,12 @@ struct job
   enum job_state state;
   struct cimg_layer_sink *sink;
   struct cimg_ingest *ingest; /* the compressed bytes, resumable after a kill */
+  /* blob_only: the layer is in the store (same chain ID, e.g. from a load or a build) but the
+     registry's compressed blob is not, so the blob is fetched into blobs/ without unpacking
+     it: verified against its digest (ch) and, inflated (z), against the diff_id (th). */
+  bool blob_only;
+  struct cimg_inflater *z;
+  struct cimg_sha256 *ch, *th;
   CURL *easy;
   struct curl_slist *hl;
   struct reg_response hdr;
@@ -204,6 +211,7 @@ struct job
   long status;
   char errbody[1024];
   size_t errlen;
+  char curl_msg[CURL_ERROR_SIZE];
   cimg_error_t err;
   int64_t last_progress;
   struct cimg_layer_info info;
@@ -253,6 +261,43 @@ job_fail (struct job *j, int code, const char *fmt, ...)
   return 0;
 }
 
+static int
+hash_out (void *data, const void *buf, size_t len, cimg_error_t *err)
+{
+  (void)err;
+  cimg_sha256_update (data, buf, len);
+  return 0;
+}
+
+/* (Re)open where the layer's bytes go: a fresh layer sink, or for a blob-only fetch fresh
+   hashes and inflater. */
+static int
+job_open_sink (struct job *j, cimg_error_t *err)
+{
+  if (j->blob_only)
+    {
+      cimg_inflater_free (j->z);
+      cimg_sha256_free (j->ch);
+      cimg_sha256_free (j->th);
+      j->ch = cimg_sha256_new ();
+      j->th = cimg_sha256_new ();
+      j->z = cimg_inflater_new (hash_out, j->th);
+      return 0;
+    }
+  cimg_layer_sink_free (j->sink);
+  j->sink = cimg_layer_sink_new (j->p->s, j->parent, 0, err);
+  return j->sink ? 0 : -1;
+}
+
+static int
+job_feed (struct job *j, const void *buf, size_t len, cimg_error_t *err)
+{
+  if (!j->blob_only)
+    return cimg_layer_sink_write (j->sink, buf, len, err);
+  cimg_sha256_update (j->ch, buf, len);
+  return cimg_inflater_write (j->z, buf, len, err);
+}
+
 static size_t
 job_write (char *ptr, size_t size, size_t nmemb, void *data)
 {
@@ -282,10 +327,8 @@ job_write (char *ptr, size_t size, size_t nmemb, void *data)
           if (j->received > 0)
             {
               /* The server ignored our Range: the bytes start over, and so must the sink. */
-              cimg_layer_sink_free (j->sink);
               j->received = 0;
-              j->sink = cimg_layer_sink_new (j->p->s, j->parent, 0, &j->err);
-              if (j->sink == NULL || cimg_ingest_reset (j->ingest, &j->err) < 0)
+              if (job_open_sink (j, &j->err) < 0 || cimg_ingest_reset (j->ingest, &j->err) < 0)
                 {
                   j->fatal = true;
                   return 0;
@@ -308,8 +351,7 @@ job_write (char *ptr, size_t size, size_t nmemb, void *data)
   if (j->received + (int64_t)len > j->d.size)
     return job_fail (j, EINVAL, "size mismatch (more than the %" PRId64 " bytes expected)",
                      j->d.size);
-  if (cimg_ingest_write (j->ingest, ptr, len, &j->err) < 0
-      || cimg_layer_sink_write (j->sink, ptr, len, &j->err) < 0)
+  if (cimg_ingest_write (j->ingest, ptr, len, &j->err) < 0 || job_feed (j, ptr, len, &j->err) < 0)
     {
       j->fatal = true;
       return 0;
@@ -327,22 +369,21 @@ job_write (char *ptr, size_t size, size_t nmemb, void *data)
 static int
 replay_to_sink (void *data, const void *buf, size_t len, cimg_error_t *err)
 {
-  return cimg_layer_sink_write (data, buf, len, err);
+  return job_feed (data, buf, len, err);
 }
 
 static int
 job_start (struct job *j, cimg_error_t *err)
 {
   struct pull *p = j->p;
-  if (j->sink == NULL)
+  if (j->ingest == NULL)
     {
       /* The compressed bytes go to a resumable ingest file (which becomes the kept blob), not
          through the sink's own blob writer. */
       j->ingest = cimg_ingest_open (p->s, j->d.digest, j->d.size, err);
       if (j->ingest == NULL)
         return -1;
-      j->sink = cimg_layer_sink_new (p->s, j->parent, 0, err);
-      if (j->sink == NULL)
+      if (job_open_sink (j, err) < 0)
         return -1;
       j->received = cimg_ingest_offset (j->ingest);
       if (j->received > 0)
@@ -350,8 +391,14 @@ job_start (struct job *j, cimg_error_t *err)
           /* A killed pull left these bytes: they are hashed and unpacked again (the sink
              verifies the whole stream), and only the rest is asked for. */
           cimg_progress_update (p->progress, j->short_id, "Resuming", j->received, j->d.size);
-          if (cimg_ingest_replay (j->ingest, replay_to_sink, j->sink, err) < 0)
+          if (cimg_ingest_replay (j->ingest, replay_to_sink, j, err) < 0)
             return -1;
+          /* Killed after the last byte: nothing to ask for (a Range past the end is a 416). */
+          if (j->received == j->d.size)
+            {
+              j->state = JOB_DONE;
+              return 0;
+            }
         }
     }
   if (j->easy == NULL)
@@ -376,6 +423,8 @@ job_start (struct job *j, cimg_error_t *err)
       snprintf (range, sizeof range, "Range: bytes=%" PRId64 "-", j->received);
       j->hl = curl_slist_append (j->hl, range);
     }
+  j->curl_msg[0] = '\0';
+  curl_easy_setopt (j->easy, CURLOPT_ERRORBUFFER, j->curl_msg);
   curl_easy_setopt (j->easy, CURLOPT_URL, url);
   curl_easy_setopt (j->easy, CURLOPT_HTTPHEADER, j->hl);
   curl_easy_setopt (j->easy, CURLOPT_WRITEFUNCTION, job_write);
@@ -407,9 +456,15 @@ job_ended (struct job *j, CURLcode rc, cimg_error_t *err)
     }
   const char *why = NULL;
   char buf[256];
+  /* Every byte came before the connection broke (a Content-Length longer than the blob): the
+     digests decide, and a resume would ask for a range past the end. */
+  if (rc != CURLE_OK && !j->discard && j->d.size > 0 && j->received == j->d.size)
+    rc = CURLE_OK;
   if (rc != CURLE_OK)
     {
-      snprintf (buf, sizeof buf, "%s", curl_easy_strerror (rc));
+      snprintf (buf, sizeof buf, "%s", j->curl_msg[0] ? j->curl_msg : curl_easy_strerror (rc));
+      if (reg_curl_error_final (rc, j->curl_msg))
+        return cimg_error_set (err, EIO, "%s", buf);
       why = buf;
     }
   else if (j->status == 401 && !j->reauthed && j->hdr.www_auth)
@@ -461,9 +516,37 @@ job_ended (struct job *j, CURLcode rc, cimg_error_t *err)
   return 0;
 }
 
+/* A blob-only fetch: the bytes must hash to the descriptor's digest and inflate to the
+   config's diff_id (a blob that did not would make the image's manifest lie about its
+   layers); nothing is unpacked, the layer is the one already in the store. */
+static int
+job_commit_blob (struct job *j, cimg_error_t *err)
+{
+  cimg_progress_done (j->p->progress, j->short_id, "Verifying Checksum");
+  char got[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_final (j->ch, got);
+  if (strcmp (got, j->d.digest) != 0)
+    return cimg_error_set (err, EINVAL, "digest mismatch (got %s)", got);
+  if (cimg_inflater_finish (j->z, err) < 0)
+    return -1;
+  cimg_sha256_final (j->th, got);
+  if (strcmp (got, j->diff_id) != 0)
+    return cimg_error_set (err, EINVAL, "diff_id mismatch (the blob inflates to %s, expected %s)",
+                           got, j->diff_id);
+  if (cimg_ingest_commit (j->ingest, err) < 0)
+    return -1;
+  cimg_ingest_close (j->ingest, false);
+  j->ingest = NULL;
+  j->state = JOB_COMMITTED;
+  cimg_progress_done (j->p->progress, j->short_id, "Pull complete");
+  return 0;
+}
+
 static int
 job_commit (struct job *j, cimg_error_t *err)
 {
+  if (j->blob_only)
+    return job_commit_blob (j, err);
   cimg_progress_done (j->p->progress, j->short_id, "Extracting");
   if (cimg_layer_sink_finish (j->sink, j->d.digest, j->diff_id, &j->info, err) < 0)
     return -1;
@@ -530,10 +613,14 @@ run_jobs (struct pull *p, cimg_error_t *err)
         timeout = (int)(wake - t < 1 ? 1 : wake - t);
       int running;
       CURLMcode mc = curl_multi_perform (p->multi, &running);
-      if (mc == CURLM_OK)
-        mc = curl_multi_poll (p->multi, NULL, 0, timeout, NULL);
-      if (mc == CURLM_OK)
-        mc = curl_multi_perform (p->multi, &running);
+      /* A transfer that ended inside that perform is news to read now: polling first would
+         sleep the whole timeout when it was the last one running (a 1 s stall per pull). */
+      if (mc == CURLM_OK && running >= active)
+        {
+          mc = curl_multi_poll (p->multi, NULL, 0, timeout, NULL);
+          if (mc == CURLM_OK)
+            mc = curl_multi_perform (p->multi, &running);
+        }
       if (mc != CURLM_OK)
         return cimg_error_set (err, EIO, "curl: %s", curl_multi_strerror (mc));
       CURLMsg *msg;
@@ -564,6 +651,9 @@ pull_free_jobs (struct pull *p)
         }
       curl_slist_free_all (j->hl);
       cimg_layer_sink_free (j->sink);
+      cimg_inflater_free (j->z);
+      cimg_sha256_free (j->ch);
+      cimg_sha256_free (j->th);
       /* A pull that gives up removes its partial download (only a killed one leaves it). */
       cimg_ingest_close (j->ingest, false);
       reg_response_clear (&j->hdr);
@@ -595,6 +685,7 @@ open_client (const struct cimg_ref *ref, const char *reference, char **bytes, si
       while (k > 0 && c->endpoint[k - 1] == '/')
         c->endpoint[--k] = '\0';
       c->insecure = cimg_str_has_prefix (c->endpoint, "http://");
+      c->http_fallback = false;
       /* Credentials of docker.io are not for a mirror. */
       free (c->user), free (c->pass);
       c->user = c->pass = NULL;
@@ -721,10 +812,17 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
       cimg_chain_id (parent, di, j->chain);
       memcpy (parent, j->chain, sizeof parent);
       snprintf (j->short_id, sizeof j->short_id, "%.12s", cimg_digest_hex (j->d.digest));
-      if (cimg_store_has_layer (s, j->chain))
+      if (cimg_store_has_layer (s, j->chain) && cimg_store_has_blob (s, j->d.digest))
         {
           j->state = JOB_SKIP;
           cimg_progress_done (progress, j->short_id, "Already exists");
+        }
+      else if (cimg_store_has_layer (s, j->chain))
+        {
+          /* Push and save need the blob this manifest names, exactly: fetch it, once. */
+          j->blob_only = true;
+          j->state = JOB_PENDING;
+          downloaded = true;
         }
       else
         {
@@ -744,7 +842,7 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
       memcpy (il[i].digest, j->d.digest, sizeof il[i].digest);
       snprintf (il[i].media_type, sizeof il[i].media_type, "%s", j->d.media_type);
       il[i].blob_size = j->d.size;
-      if (j->state == JOB_COMMITTED)
+      if (j->state == JOB_COMMITTED && !j->blob_only)
         il[i].size = j->info.size;
       else
         {
@@ -764,8 +862,10 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
       if (old)
         memcpy (old_id, old->id, sizeof old_id);
     }
-  rc = cimg_store_add_image (s, cfg_bytes, cfg_len, m_bytes, m_len, il, p.n, repo_digest, res->id,
-                             err);
+  /* The tag is remembered with this manifest: a push of it sends these bytes, even when the
+     image is also known through another manifest. */
+  rc = cimg_store_add_image_ref (s, cfg_bytes, cfg_len, m_bytes, m_len, il, p.n, repo_digest,
+                                 ref->digest ? NULL : full, res->id, err);
   if (rc < 0)
     goto out;
   if (!ref->digest && (rc = cimg_store_tag (s, res->id, full, err)) < 0)

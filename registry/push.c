@@ -2,6 +2,7 @@
    in one PUT, or in PATCH chunks when large), then the manifest exactly as stored, so that its
    digest stays, and the repo digest is recorded on the image. */
 #include "registry/registry-internal.h"
+#include "store/image.h"
 #include "store/repodigest.h"
 #include "store/store-internal.h"
 
@@ -117,6 +118,8 @@ send_file (struct reg_client *c, const char *method, const char *url, int fd, in
       curl_easy_setopt (e, CURLOPT_CUSTOMREQUEST, "PATCH");
     }
   hl = curl_slist_append (hl, "Expect:");
+  c->errbuf[0] = '\0';
+  curl_easy_setopt (e, CURLOPT_ERRORBUFFER, c->errbuf);
   curl_easy_setopt (e, CURLOPT_URL, url);
   curl_easy_setopt (e, CURLOPT_UPLOAD, 1L);
   curl_easy_setopt (e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
@@ -133,7 +136,8 @@ send_file (struct reg_client *c, const char *method, const char *url, int fd, in
   if (r->body == NULL)
     r->body = xstrdup ("");
   if (rc != CURLE_OK)
-    return cimg_error_set (err, EIO, "%s: %s", method, curl_easy_strerror (rc));
+    return cimg_error_set (err, EIO, "%s: %s", method,
+                           c->errbuf[0] ? c->errbuf : curl_easy_strerror (rc));
   return 0;
 }
 
@@ -455,23 +459,41 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
   if (ref->digest)
     return cimg_error_set (err, EINVAL, "push %s: the destination must be a tag, not a digest",
                            full);
-  /* Every layer must have its compressed blob as the manifest names it: the manifest is
-     pushed byte for byte, so nothing may be recompressed. */
-  for (size_t i = 0; i < img->n_layers; i++)
-    if (!cimg_digest_valid (img->layers[i].digest)
-        || !cimg_store_has_blob (s, img->layers[i].digest))
+  /* The manifest the source name came with (an image known through several manifests pushes
+     each tag's own), pushed byte for byte. */
+  char mdigest[CIMG_DIGEST_BUFSIZE];
+  {
+    cimg_error_t perr = { 0 };
+    cleanup_ref struct cimg_ref *sref = cimg_ref_parse (src, &perr);
+    cimg_error_clear (&perr);
+    cleanup_free char *sfull = sref ? cimg_ref_string (sref) : NULL;
+    if (cimg_store_image_manifest_for (s, img->id, sfull, mdigest, err) < 0)
+      return cimg_error_wrap (err, "push %s", full);
+  }
+  cleanup_free char *mbytes = NULL;
+  size_t mlen = 0;
+  if (cimg_store_read_blob (s, mdigest, CIMG_MAX_METADATA, &mbytes, &mlen, err) < 0)
+    return cimg_error_wrap (err, "push %s: manifest", full);
+  cleanup_json json_t *mj = cimg_json_parse (mbytes, mlen, err);
+  if (mj == NULL)
+    return cimg_error_wrap (err, "push %s: manifest %s", full, mdigest);
+  const char *mt = reg_manifest_media_type (mj);
+  if (!reg_media_type_is_manifest (mt))
+    return cimg_error_set (err, EINVAL, "push %s: stored manifest has media type \"%s\"", full, mt);
+  struct reg_manifest man;
+  if (reg_manifest_parse (mj, &man, err) < 0)
+    return cimg_error_wrap (err, "push %s: manifest %s", full, mdigest);
+  cleanup_free struct reg_descriptor *mlayers = man.layers;
+  if (strcmp (man.config.digest, img->id) != 0 || man.n_layers != img->n_layers)
+    return cimg_error_set (err, EINVAL, "push %s: manifest %s is not the image's", full, mdigest);
+  /* Every layer must have its compressed blob as the manifest names it: nothing may be
+     recompressed. */
+  for (size_t i = 0; i < man.n_layers; i++)
+    if (!cimg_store_has_blob (s, mlayers[i].digest))
       return cimg_error_set (err, ENOENT,
                              "push %s: layer %zu (%s) has no kept compressed blob in the store "
                              "(image made without one); cimg cannot push it unchanged",
-                             full, i + 1,
-                             img->layers[i].digest[0] ? img->layers[i].digest : "no digest");
-  cleanup_free char *mbytes = NULL;
-  size_t mlen = 0;
-  if (cimg_store_read_blob (s, img->manifest_digest, CIMG_MAX_METADATA, &mbytes, &mlen, err) < 0)
-    return cimg_error_wrap (err, "push %s: manifest", full);
-  const char *mt = reg_manifest_media_type (img->manifest);
-  if (!reg_media_type_is_manifest (mt))
-    return cimg_error_set (err, EINVAL, "push %s: stored manifest has media type \"%s\"", full, mt);
+                             full, i + 1, mlayers[i].digest);
 
   cleanup_client struct reg_client *c = reg_client_new (ref->domain, ref->path, "pull,push", err);
   if (c == NULL)
@@ -482,15 +504,15 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       cleanup_free char *sc = xasprintf ("repository:%s:pull", from[i]);
       cimg_strv_append (&c->extra_scopes, sc);
     }
-  for (size_t i = 0; i < img->n_layers; i++)
+  for (size_t i = 0; i < man.n_layers; i++)
     {
-      const struct cimg_image_layer *l = &img->layers[i];
+      const char *ld = mlayers[i].digest;
       char id[13];
-      snprintf (id, sizeof id, "%.12s", cimg_digest_hex (l->digest));
+      snprintf (id, sizeof id, "%.12s", cimg_digest_hex (ld));
       cimg_progress_update (p, id, "Preparing", 0, 0);
-      int64_t size = cimg_store_blob_size (s, l->digest);
-      if (push_blob (s, c, l->digest, size, from, p, id, err) < 0)
-        return cimg_error_wrap (err, "push %s: layer %s", full, l->digest);
+      int64_t size = cimg_store_blob_size (s, ld);
+      if (push_blob (s, c, ld, size, from, p, id, err) < 0)
+        return cimg_error_wrap (err, "push %s: layer %s", full, ld);
     }
   int64_t csize = cimg_store_blob_size (s, img->id);
   char cid[13];
@@ -508,10 +530,10 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       reg_response_clear (&r);
       return cimg_error_set (err, EIO, "push %s: manifest: %s", full, m);
     }
-  if (r.digest && strcmp (r.digest, img->manifest_digest) != 0)
+  if (r.digest && strcmp (r.digest, mdigest) != 0)
     {
       cimg_error_set (err, EINVAL, "push %s: the registry stored the manifest as %.80s, not %s",
-                      full, r.digest, img->manifest_digest);
+                      full, r.digest, mdigest);
       reg_response_clear (&r);
       return -1;
     }
@@ -519,22 +541,25 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
   /* As docker push: the image now has a repo digest under the name it went to, which
      `images --digests` and `inspect` show. */
   cleanup_free char *name = cimg_ref_name (ref);
-  cleanup_free char *repo_digest = xasprintf ("%s@%s", name, img->manifest_digest);
+  cleanup_free char *repo_digest = xasprintf ("%s@%s", name, mdigest);
   cimg_error_t rerr = { 0 };
-  if (cimg_store_add_repo_digest (s, img->id, repo_digest, &rerr) < 0)
+  const char *refs[] = { full, repo_digest };
+  if (cimg_store_add_repo_digest (s, img->id, repo_digest, &rerr) < 0
+      || cimg_store_image_add_manifest_refs (s, img->id, mdigest, refs, ARRAY_SIZE (refs), &rerr)
+             < 0)
     {
       /* An image removed while it was pushed has nothing left to record the digest on; the
          push itself succeeded. */
       if (rerr.code != ENOENT)
         {
-          cimg_error_set (err, rerr.code, "push %s: pushed as %s, but: %s", full,
-                          img->manifest_digest, rerr.msg);
+          cimg_error_set (err, rerr.code, "push %s: pushed as %s, but: %s", full, mdigest,
+                          rerr.msg);
           cimg_error_clear (&rerr);
           return -1;
         }
       cimg_error_clear (&rerr);
     }
   if (digest_out)
-    memcpy (digest_out, img->manifest_digest, CIMG_DIGEST_BUFSIZE);
+    memcpy (digest_out, mdigest, CIMG_DIGEST_BUFSIZE);
   return 0;
 }

@@ -92,6 +92,29 @@ void reg_config_clear (struct reg_config *c);
    listed. */
 bool reg_config_insecure (const struct reg_config *c, const char *domain);
 
+/* ---------------------------------------------------------------- TLS */
+
+/* A registry's own TLS material, the Docker way: CERTS_DIR/HOST[:PORT]/ holds CA certificates
+   (*.crt, added to the system's) and client certificates (NAME.cert with NAME.key). */
+struct reg_tls
+{
+  char *dir;    /* the registry's certificates directory when it exists, else NULL */
+  char *ca_pem; /* the system CAs and the directory's *.crt (NULL: libcurl's defaults) */
+  size_t ca_len;
+  char *client_cert, *client_key; /* paths, or NULL */
+};
+/* $CIMG_CERTS_DIR, else /etc/cimg/certs.d (newly allocated). */
+char *reg_certs_dir (void);
+/* Read the directory of hostport ("127.0.0.1:5000"). No directory: *t is all NULL, returns 0.
+   system_ca (may be NULL): the CA bundle the directory's CAs are added to. A .cert without its
+   .key (or the reverse) is an error. */
+int reg_tls_load (const char *hostport, const char *system_ca, struct reg_tls *t,
+                  cimg_error_t *err);
+void reg_tls_clear (struct reg_tls *t);
+/* A transfer failure that trying again cannot fix: the server's certificate was refused, ours
+   was, or the TLS material is unusable. msg: libcurl's error buffer (may be ""). */
+bool reg_curl_error_final (CURLcode rc, const char *msg);
+
 /* ---------------------------------------------------------------- credentials */
 
 /* The key of a registry in ~/.docker/config.json "auths" ("https://index.docker.io/v1/" for
@@ -140,9 +163,16 @@ struct reg_client
   char *challenge;
   int64_t token_renew_ms;
   int64_t chunk_size; /* push: PATCH chunk size, and the size above which uploads are chunked */
+  /* An insecure registry: certificates are not verified, and plain HTTP is allowed. A
+     registry with a certificates directory is never insecure (its certificates say TLS). */
   bool insecure;
-  int retries;        /* attempts after the first */
-  int64_t backoff_ms; /* first delay; doubles */
+  /* Until the first answer: an https:// endpoint that, failing, turns into http:// (insecure
+     registries: TLS first, as Docker does). */
+  bool http_fallback;
+  struct reg_tls tls;
+  char errbuf[CURL_ERROR_SIZE]; /* libcurl's message for the last failure of easy */
+  int retries;                  /* attempts after the first */
+  int64_t backoff_ms;           /* first delay; doubles */
   CURL *easy;
 };
 

@@ -1,3 +1,4 @@
+#include "store/image.h"
 #include "store/store-internal.h"
 
 #include <errno.h>
@@ -67,17 +68,255 @@ generate_manifest (const char *config_digest, size_t config_len,
                     (json_int_t)config_len, "digest", config_digest, "layers", ls);
 }
 
+/* ---------------------------------------------------------------- manifests of an image */
+
+/* One image (one config) can come through several manifests: an OCI and a Docker one, gzip
+   and zstd layers, a load and a pull. The record lists them all under "manifests" (oldest
+   first), each with the references it was pulled or pushed as ("name:tag", "name@digest"),
+   so that a push of a tag sends the manifest that tag came with, digest for digest. The
+   top-level "manifest_digest" and "layers" stay those of the newest manifest: records written
+   before "manifests" existed, and readers that know only those, keep working. */
+
+/* The record's manifests (a new reference): "manifests", or for an older record the one its
+   "manifest_digest" names. */
+static json_t *
+record_manifests (json_t *rec)
+{
+  json_t *ms = json_object_get (rec, "manifests");
+  if (json_is_array (ms))
+    return json_deep_copy (ms);
+  json_t *out = json_array ();
+  const char *md = rec ? cimg_json_str (rec, "manifest_digest") : NULL;
+  if (md && cimg_digest_valid (md))
+    json_array_append_new (out, json_pack ("{s:s, s:[]}", "digest", md, "refs"));
+  return out;
+}
+
+static bool
+refs_have (json_t *refs, const char *r)
+{
+  size_t i;
+  json_t *v;
+  json_array_foreach (refs, i, v) if (json_is_string (v)
+                                      && strcmp (json_string_value (v), r) == 0) return true;
+  return false;
+}
+
+/* Record that refs (NULL-terminated, NULL entries skipped) came with manifest digest: its
+   entry is created (last) when missing, or moved last when newest is set. A tag names one
+   manifest, so a tag is taken off every other entry. */
+static void
+manifests_add (json_t *ms, const char *digest, const char *const *refs, size_t nrefs, bool newest)
+{
+  json_t *entry = NULL;
+  size_t i;
+  json_t *v;
+  json_array_foreach (ms, i, v) if (cimg_json_str (v, "digest")
+                                    && strcmp (cimg_json_str (v, "digest"), digest) == 0)
+  {
+    entry = json_incref (v);
+    if (newest)
+      {
+        json_array_remove (ms, i);
+        json_array_append (ms, entry);
+      }
+    break;
+  }
+  if (entry == NULL)
+    {
+      entry = json_pack ("{s:s, s:[]}", "digest", digest, "refs");
+      json_array_append (ms, entry);
+    }
+  json_t *mine = json_object_get (entry, "refs");
+  if (!json_is_array (mine))
+    {
+      mine = json_array ();
+      json_object_set_new (entry, "refs", mine);
+    }
+  for (size_t k = 0; k < nrefs; k++)
+    {
+      const char *r = refs[k];
+      if (r == NULL || *r == '\0')
+        continue;
+      if (strchr (r, '@') == NULL)
+        json_array_foreach (ms, i, v)
+        {
+          json_t *theirs = json_object_get (v, "refs");
+          for (size_t j = json_array_size (theirs); v != entry && j-- > 0;)
+            if (json_is_string (json_array_get (theirs, j))
+                && strcmp (json_string_value (json_array_get (theirs, j)), r) == 0)
+              json_array_remove (theirs, j);
+        }
+      if (!refs_have (mine, r))
+        json_array_append_new (mine, json_string (r));
+    }
+  json_decref (entry);
+}
+
+/* The repository part of a reference: "name" of "name:tag" or "name@digest" (new string). */
+static char *
+ref_repo (const char *r)
+{
+  const char *at = strchr (r, '@');
+  if (at)
+    return xstrndup (r, (size_t)(at - r));
+  const char *slash = strrchr (r, '/');
+  const char *colon = strrchr (slash ? slash : r, ':');
+  return colon ? xstrndup (r, (size_t)(colon - r)) : xstrdup (r);
+}
+
+/* The entry of ms that ref came with: the one listing ref itself, else the newest one listing
+   a reference of the same repository; NULL when none does. */
+static json_t *
+manifest_entry_for (json_t *ms, const char *ref)
+{
+  size_t i;
+  json_t *v;
+  json_array_foreach (ms, i, v) if (refs_have (json_object_get (v, "refs"), ref)) return v;
+  cleanup_free char *repo = ref_repo (ref);
+  for (i = json_array_size (ms); i-- > 0;)
+    {
+      json_t *refs = json_object_get (json_array_get (ms, i), "refs");
+      size_t j;
+      json_t *r;
+      json_array_foreach (refs, j, r)
+      {
+        if (!json_is_string (r))
+          continue;
+        cleanup_free char *rr = ref_repo (json_string_value (r));
+        if (strcmp (rr, repo) == 0)
+          return json_array_get (ms, i);
+      }
+    }
+  return NULL;
+}
+
+static json_t *
+load_record_json (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  if (!cimg_digest_valid (id))
+    {
+      cimg_error_set (err, EINVAL, "\"%s\" is not an image ID", id);
+      return NULL;
+    }
+  cleanup_free char *path = record_path (id);
+  return cimg_json_load_at (s->dirfd, path, 16 << 20, err);
+}
+
+int
+cimg_store_image_manifest_for (struct cimg_store *s, const char *id, const char *ref,
+                               char digest[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  cleanup_json json_t *rec = load_record_json (s, id, err);
+  if (rec == NULL)
+    return cimg_error_wrap (err, "image %s", id);
+  cleanup_json json_t *ms = record_manifests (rec);
+  json_t *e = ref ? manifest_entry_for (ms, ref) : NULL;
+  const char *d = e ? cimg_json_str (e, "digest") : cimg_json_str (rec, "manifest_digest");
+  if (d == NULL || !cimg_digest_valid (d))
+    return cimg_error_set (err, ENOENT, "image %s: no manifest in its record", id);
+  snprintf (digest, CIMG_DIGEST_BUFSIZE, "%s", d);
+  return 0;
+}
+
+char *
+cimg_store_image_repo_digest_for (struct cimg_store *s, const char *id, const char *tag)
+{
+  cimg_error_t err = { 0 };
+  cleanup_json json_t *rec = load_record_json (s, id, &err);
+  cimg_error_clear (&err);
+  if (rec == NULL)
+    return NULL;
+  cleanup_json json_t *ms = record_manifests (rec);
+  json_t *e = NULL;
+  size_t i;
+  json_t *v;
+  json_array_foreach (ms, i, v) if (refs_have (json_object_get (v, "refs"), tag)) e = v;
+  if (e == NULL)
+    return NULL;
+  cleanup_free char *repo = ref_repo (tag);
+  json_array_foreach (json_object_get (e, "refs"), i, v)
+  {
+    const char *r = json_string_value (v);
+    size_t n = strlen (repo);
+    if (r && strncmp (r, repo, n) == 0 && r[n] == '@' && cimg_digest_valid (r + n + 1))
+      return xstrdup (r + n + 1);
+  }
+  return NULL;
+}
+
+struct refs_data
+{
+  struct cimg_store *s;
+  const char *id, *manifest_digest;
+  const char *const *refs;
+  size_t nrefs;
+};
+
+/* Under index.lock, as every read-modify-write of a record, so that two pulls or pushes of
+   the same image never lose each other's manifests. */
+static int
+index_add_refs (json_t *idx, void *data, cimg_error_t *err)
+{
+  struct refs_data *d = data;
+  if (json_object_get (json_object_get (idx, "images"), d->id) == NULL)
+    return cimg_error_set (err, ENOENT, "image %s is not in the store", d->id);
+  cleanup_json json_t *rec = load_record_json (d->s, d->id, err);
+  if (rec == NULL)
+    return cimg_error_wrap (err, "image %s", d->id);
+  cleanup_json json_t *ms = record_manifests (rec);
+  manifests_add (ms, d->manifest_digest, d->refs, d->nrefs, false);
+  json_object_set (rec, "manifests", ms);
+  cleanup_free char *path = record_path (d->id);
+  return cimg_json_save_at (d->s->dirfd, path, rec, err);
+}
+
+int
+cimg_store_image_add_manifest_refs (struct cimg_store *s, const char *id,
+                                    const char *manifest_digest, const char *const *refs,
+                                    size_t nrefs, cimg_error_t *err)
+{
+  if (!cimg_digest_valid (manifest_digest))
+    return cimg_error_set (err, EINVAL, "\"%s\" is not a manifest digest", manifest_digest);
+  for (size_t i = 0; i < nrefs; i++)
+    if (refs[i] && strpbrk (refs[i], " \t\r\n\"\\") != NULL)
+      return cimg_error_set (err, EINVAL, "\"%s\" is not a reference", refs[i]);
+  struct refs_data d = { s, id, manifest_digest, refs, nrefs };
+  return cimg_index_update (s, index_add_refs, &d, err);
+}
+
+/* ---------------------------------------------------------------- adding */
+
 struct add_data
 {
+  struct cimg_store *s;
   const char *id;
   json_t *summary;
   const char *repo_digest;
+  const char *ref;
+  json_t *rec;
 };
 
 static int
 index_add (json_t *idx, void *data, cimg_error_t *err)
 {
   struct add_data *d = data;
+  /* The record, merged with the one already there (the same image through another
+     manifest), is written under index.lock: see index_add_refs. */
+  cimg_error_t lerr = { 0 };
+  cleanup_free char *path = record_path (d->id);
+  cleanup_json json_t *old_rec = NULL;
+  /* A record the index does not name is debris of an interrupted write: nothing to keep. */
+  if (json_object_get (json_object_get (idx, "images"), d->id)
+      && faccessat (d->s->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    old_rec = cimg_json_load_at (d->s->dirfd, path, 16 << 20, &lerr);
+  cimg_error_clear (&lerr);
+  cleanup_json json_t *ms = record_manifests (old_rec);
+  const char *refs[] = { d->ref, d->repo_digest };
+  manifests_add (ms, cimg_json_str (d->rec, "manifest_digest"), refs, ARRAY_SIZE (refs), true);
+  json_object_set (d->rec, "manifests", ms);
+  if (cimg_json_save_at (d->s->dirfd, path, d->rec, err) < 0)
+    return -1;
   json_t *images = json_object_get (idx, "images");
   json_t *old = json_object_get (images, d->id);
   json_t *digests = old ? json_object_get (old, "digests") : NULL;
@@ -94,7 +333,6 @@ index_add (json_t *idx, void *data, cimg_error_t *err)
     }
   json_object_set_new (d->summary, "digests", digests);
   json_object_set (images, d->id, d->summary);
-  (void)err;
   return 0;
 }
 
@@ -103,6 +341,17 @@ cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t con
                       const char *manifest_bytes, size_t manifest_len,
                       const struct cimg_image_layer *layers, size_t n_layers,
                       const char *repo_digest, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  return cimg_store_add_image_ref (s, config_bytes, config_len, manifest_bytes, manifest_len,
+                                   layers, n_layers, repo_digest, NULL, id_out, err);
+}
+
+int
+cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
+                          const char *manifest_bytes, size_t manifest_len,
+                          const struct cimg_image_layer *layers, size_t n_layers,
+                          const char *repo_digest, const char *ref,
+                          char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
 {
   if (config_len > CIMG_MAX_METADATA)
     return cimg_error_set (err, EFBIG, "image config is over the limit of %d bytes",
@@ -165,12 +414,9 @@ cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t con
   cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (id));
   if (mkdirat (s->dirfd, dir, 0700) < 0 && errno != EEXIST)
     return cimg_error_sys (err, "create %s", dir);
-  cleanup_free char *path = record_path (id);
-  if (cimg_json_save_at (s->dirfd, path, rec, err) < 0)
-    return -1;
   cleanup_json json_t *summary = json_pack ("{s:s, s:I, s:I}", "manifest", mdigest, "created",
                                             (json_int_t)created, "size", (json_int_t)size);
-  struct add_data d = { id, summary, repo_digest };
+  struct add_data d = { s, id, summary, repo_digest, ref, rec };
   if (cimg_index_update (s, index_add, &d, err) < 0)
     return -1;
   if (id_out)

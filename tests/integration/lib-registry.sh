@@ -19,6 +19,11 @@ reg_manifest() {
   skopeo inspect --raw --tls-verify=false "docker://$REGISTRY/$1"
 }
 
+# reg_manifest_at HOST:PORT REPO:TAG: the manifest bytes another registry serves.
+reg_manifest_at() {
+  skopeo inspect --raw --tls-verify=false "docker://$1/$2"
+}
+
 # reg_digest REPO:TAG: sha256 of the manifest bytes the registry serves for it.
 reg_digest() {
   echo "sha256:$(reg_manifest "$1" | sha256sum | cut -d' ' -f1)"

@@ -2,7 +2,8 @@
 # shellcheck disable=SC2119 # helpers with an optional ROOT argument are called without it
 # cimg pull from a loopback docker-registry holding images skopeo pushed from umoci layouts:
 # OCI and Docker schema2 manifests, gzip and zstd layers, a multi-layer image with umoci's
-# whiteouts, a two-platform index, pulls by digest, and refusals.
+# whiteouts, a two-platform index, pulls by digest, refusals, and one image through three
+# manifests (each kept; a layer already in the store gets only its blob, verified).
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -171,6 +172,44 @@ expect_fail "$CIMG_ERR_CODE" cimg_in "$root_f" pull "$REGISTRY/bb@$wrong"
 assert_contains "$ERR" "not found" "an unknown digest is not found"
 assert_store_clean "$root_f"
 
+section "(h) one image through three manifests, pulled at once"
+# bb:oci, bb:v2s2 and bb:zstd share one config: three pulls racing into one store keep all
+# three manifests (each tag shows the digest it was pulled with), and the layer is unpacked
+# once while the other blobs are only fetched and verified.
+root_h="$TEST_TMP/root-h"
+pids=()
+for t in oci v2s2 zstd; do
+  cimg_in "$root_h" pull "$REGISTRY/bb:$t" >"$TEST_TMP/h-$t.out" 2>&1 &
+  pids+=("$!")
+done
+for i in 0 1 2; do
+  if wait "${pids[$i]}"; then pass "concurrent pull $((i + 1)) succeeded"; else
+    fail "concurrent pull $((i + 1)) failed"
+    cat "$TEST_TMP"/h-*.out
+  fi
+done
+assert_eq "$(count_layer_dirs "$root_h")" 1 "one layer directory"
+assert_eq "$(cimg_in "$root_h" images -q --no-trunc | sort -u)" "$cfg" "one image"
+expect_ok cimg_in "$root_h" images --digests
+for t in oci v2s2 zstd; do
+  assert_match "$OUT" "$REGISTRY/bb +$t +$(reg_digest "bb:$t") " "bb:$t keeps its own digest"
+  blob=$(reg_manifest "bb:$t" | jq -r '.layers[0].digest')
+  if [ -f "$root_h/blobs/sha256/${blob#sha256:}" ]; then
+    pass "bb:$t's layer blob is in the store"
+  else
+    fail "bb:$t's layer blob is missing"
+  fi
+done
+assert_store_clean "$root_h"
+must cimg_in "$root_h" rmi "$REGISTRY/bb:zstd" "$REGISTRY/bb:v2s2"
+zblob=$(reg_manifest bb:zstd | jq -r '.layers[0].digest')
+if [ -f "$root_h/blobs/sha256/${zblob#sha256:}" ]; then
+  pass "gc after rmi keeps the blobs of the image's other manifests"
+else
+  fail "gc after rmi removed the zstd blob of an image still in the store"
+fi
+assert_store_clean "$root_h"
+
 section "(g) refusals"
 expect_fail "$CIMG_ERR_CODE" cimg pull "$REGISTRY/bb:nosuchtag"
 assert_contains "$ERR" "bb:nosuchtag" "the error names the reference"
@@ -226,3 +265,42 @@ assert_match "$ERR" "digest mismatch|zstd|corrupt|decompress" "the error says wh
 assert_eq "$(cimg_in "$root_g" images -q)" "" "nothing is tagged after a failed pull"
 assert_eq "$(count_layer_dirs "$root_g")" 0 "no layer is kept from the failed pull"
 assert_store_clean "$root_g"
+
+section "(i) a layer already in the store, its blob corrupt or not that layer's"
+# (last: skopeo may reuse a blob it already pushed instead of recompressing, so the corrupted
+# blob may be bb:zstd's)
+# The layer is there (from a docker-archive: (g) may have corrupted bb:oci's blob too); the
+# registry's blob for it is fetched and verified: wrong bytes fail on the digest, a blob of
+# another layer (a manifest that lies, with a valid digest) fails on the diff_id. Either way
+# nothing is tagged and the store stays clean.
+root_x="$TEST_TMP/root-x"
+make_fixture_docker_archive "$TEST_TMP/da.tar" busybox:da
+must cimg_in "$root_x" load -i "$TEST_TMP/da.tar"
+_quietly skopeo-zc skopeo copy --quiet --dest-compress --dest-compress-format zstd \
+  --dest-compress-level 7 "oci:$TEST_TMP/oci:busybox" "oci:$TEST_TMP/oci-zc:busybox"
+push_fixture "oci:$TEST_TMP/oci-zc:busybox" zc:1
+zcblob=$(reg_manifest zc:1 | jq -r '.layers[0].digest')
+zcfile="$REGISTRY_STORAGE/docker/registry/v2/blobs/sha256/${zcblob:7:2}/${zcblob#sha256:}/data"
+must dd if=/dev/urandom of="$zcfile" bs=1 count=16 seek=$(($(stat -c %s "$zcfile") / 2)) \
+  conv=notrunc status=none
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_x" pull "$REGISTRY/zc:1"
+assert_contains "$ERR" "layer $zcblob" "the error names the layer"
+assert_match "$ERR" "digest mismatch|zstd" "and what differed"
+assert_not_contains "$(cimg_in "$root_x" images)" "zc" "nothing is tagged"
+if [ -e "$root_x/blobs/sha256/${zcblob#sha256:}" ]; then fail "the corrupt blob was kept"; else
+  pass "the corrupt blob is not in the store"
+fi
+assert_store_clean "$root_x"
+# liar:1 = bb:oci's config with ml:1's top layer blob (mounted into the repository) as its layer
+top=$(reg_manifest ml:1 | jq -c '.layers[2]')
+must curl -sf -o /dev/null -X POST \
+  "http://$REGISTRY/v2/liar/blobs/uploads/?mount=$(jq -r .digest <<<"$top")&from=ml"
+must curl -sf -o /dev/null -X POST \
+  "http://$REGISTRY/v2/liar/blobs/uploads/?mount=$(reg_manifest bb:oci | jq -r .config.digest)&from=bb"
+reg_manifest bb:oci | jq -c --argjson l "$top" '.layers = [$l]' >"$TEST_TMP/liar.json"
+must curl -sf -o /dev/null -X PUT -H "Content-Type: application/vnd.oci.image.manifest.v1+json" \
+  --data-binary "@$TEST_TMP/liar.json" "http://$REGISTRY/v2/liar/manifests/1"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_x" pull "$REGISTRY/liar:1"
+assert_contains "$ERR" "diff_id mismatch" "a blob that inflates to another layer is refused"
+assert_not_contains "$(cimg_in "$root_x" images)" "liar" "nothing is tagged"
+assert_store_clean "$root_x"

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/image.h"
 #include "store/store-internal.h"
 
 struct fixture
@@ -378,6 +379,135 @@ test_check (void **state)
   assert_int_equal (count_entries (f->s, "layers"), 0);
 }
 
+/* One image through two manifests (store/image.h): each tag keeps the manifest it came with,
+   gc keeps both manifests and their blobs, and a record from before "manifests" existed is
+   read as one manifest and merged. */
+static void
+test_manifests (void **state)
+{
+  struct fixture *f = *state;
+  cimg_error_t err = { 0 };
+  unsigned char comp[1 << 16];
+  size_t clen = make_tar ("gzip", names1, contents1, comp, sizeof comp);
+  struct cimg_layer_info li;
+  assert_int_equal (feed (f->s, NULL, comp, clen, CIMG_SINK_KEEP_BLOB, NULL, NULL, &li, &err), 0);
+  cleanup_free char *config
+      = xasprintf ("{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\","
+                   "\"diff_ids\":[\"%s\"]}}",
+                   li.diff_id);
+  char cdigest[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_buf (config, strlen (config), cdigest);
+  struct cimg_image_layer l = { 0 };
+  memcpy (l.chain_id, li.chain_id, sizeof l.chain_id);
+  memcpy (l.diff_id, li.diff_id, sizeof l.diff_id);
+  memcpy (l.digest, li.digest, sizeof l.digest);
+  snprintf (l.media_type, sizeof l.media_type, "%s", MT_OCI_LAYER_GZIP);
+  l.blob_size = li.blob_size;
+  l.size = li.size;
+  /* Two manifests of the same config and layer: an OCI one and a Docker one. */
+  cleanup_free char *ma = xasprintf (
+      "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\","
+      "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+      "\"size\":%lld}]}",
+      MT_OCI_MANIFEST, MT_OCI_CONFIG, cdigest, strlen (config), MT_OCI_LAYER_GZIP, li.digest,
+      (long long)li.blob_size);
+  cleanup_free char *mb = xasprintf (
+      "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"%s\","
+      "\"digest\":\"%s\",\"size\":%zu},\"layers\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+      "\"size\":%lld}]}",
+      MT_DOCKER_MANIFEST, MT_DOCKER_CONFIG, cdigest, strlen (config), MT_DOCKER_LAYER_GZIP,
+      li.digest, (long long)li.blob_size);
+  char da[CIMG_DIGEST_BUFSIZE], db[CIMG_DIGEST_BUFSIZE], got[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_buf (ma, strlen (ma), da);
+  cimg_sha256_buf (mb, strlen (mb), db);
+  cleanup_free char *rda = xasprintf ("docker.io/library/x@%s", da);
+  cleanup_free char *rdb = xasprintf ("docker.io/library/x@%s", db);
+  char id[CIMG_DIGEST_BUFSIZE], id2[CIMG_DIGEST_BUFSIZE];
+  assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
+                                              rda, "docker.io/library/x:oci", id, &err),
+                    0);
+  assert_int_equal (cimg_store_tag (f->s, id, "x:oci", &err), 0);
+  assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), mb, strlen (mb), &l, 1,
+                                              rdb, "docker.io/library/x:v2", id2, &err),
+                    0);
+  assert_int_equal (cimg_store_tag (f->s, id2, "x:v2", &err), 0);
+  assert_string_equal (id, id2);
+
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
+                    0);
+  assert_string_equal (got, da);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:v2", got, &err),
+                    0);
+  assert_string_equal (got, db);
+  /* Unknown names: the newest manifest. */
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, NULL, got, &err), 0);
+  assert_string_equal (got, db);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/z:1", got, &err),
+                    0);
+  assert_string_equal (got, db);
+  char *rd = cimg_store_image_repo_digest_for (f->s, id, "docker.io/library/x:oci");
+  assert_non_null (rd);
+  assert_string_equal (rd, da);
+  free (rd);
+  rd = cimg_store_image_repo_digest_for (f->s, id, "docker.io/library/x:v2");
+  assert_non_null (rd);
+  assert_string_equal (rd, db);
+  free (rd);
+  assert_null (cimg_store_image_repo_digest_for (f->s, id, "docker.io/library/x:none"));
+
+  /* A push of x:oci to y:1 remembers y:1 with the OCI manifest. */
+  const char *refs[] = { "docker.io/library/y:1", "docker.io/library/y@sha256:"
+                                                  "00000000000000000000000000000000000000000000000"
+                                                  "00000000000000000" };
+  assert_int_equal (cimg_store_image_add_manifest_refs (f->s, id, da, refs, 2, &err), 0);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/y:1", got, &err),
+                    0);
+  assert_string_equal (got, da);
+  /* A tag names one manifest: x:v2 pulled again through the OCI manifest moves. */
+  assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
+                                              rda, "docker.io/library/x:v2", id2, &err),
+                    0);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:v2", got, &err),
+                    0);
+  assert_string_equal (got, da);
+
+  /* gc and check keep both manifests. */
+  struct cimg_gc_report gr;
+  assert_int_equal (cimg_store_gc (f->s, &gr, &err), 0);
+  cimg_store_unlock (f->s);
+  assert_true (cimg_store_has_blob (f->s, da));
+  assert_true (cimg_store_has_blob (f->s, db));
+  struct cimg_check_problem *v;
+  size_t n;
+  assert_int_equal (cimg_store_check (f->s, false, &v, &n, &err), 0);
+  cimg_store_unlock (f->s);
+  assert_int_equal (n, 0);
+  cimg_check_problems_free (v, n);
+
+  /* A record written before "manifests": its manifest_digest is its one manifest, and a new
+     manifest is added beside it. */
+  cleanup_free char *path = xasprintf ("images/%s/image.json", cimg_digest_hex (id));
+  json_t *rec = cimg_json_load_at (cimg_store_dirfd (f->s), path, 1 << 20, &err);
+  assert_non_null (rec);
+  json_object_del (rec, "manifests");
+  json_object_set_new (rec, "manifest_digest", json_string (db));
+  assert_int_equal (cimg_json_save_at (cimg_store_dirfd (f->s), path, rec, &err), 0);
+  json_decref (rec);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
+                    0);
+  assert_string_equal (got, db);
+  assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
+                                              rda, "docker.io/library/x:oci", id2, &err),
+                    0);
+  assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
+                    0);
+  assert_string_equal (got, da);
+  assert_int_equal (cimg_store_gc (f->s, &gr, &err), 0);
+  cimg_store_unlock (f->s);
+  assert_true (cimg_store_has_blob (f->s, db));
+  assert_true (cimg_store_has_blob (f->s, da));
+}
+
 int
 main (void)
 {
@@ -394,6 +524,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_sink_refusals, setup, teardown),
     cmocka_unit_test_setup_teardown (test_images, setup, teardown),
     cmocka_unit_test_setup_teardown (test_check, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_manifests, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,0 +1,35 @@
+/* store: the manifests of an image. One image (one config digest) can be known through several
+   manifests (OCI and Docker, gzip and zstd layers, a load and a pull); the record keeps each
+   with the references it came as, so that push sends the one a tag was pulled with. See
+   docs/store.md ("Manifests of an image"). */
+#ifndef CIMG_STORE_IMAGE_H
+#define CIMG_STORE_IMAGE_H
+
+#include "store/store.h"
+
+/* cimg_store_add_image, remembering that the manifest came as ref (a full "name:tag" or
+   "name@digest", may be NULL) and as repo_digest. The image's other manifests stay; this one
+   becomes the record's top-level (newest) manifest. */
+int cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
+                              const char *manifest_bytes, size_t manifest_len,
+                              const struct cimg_image_layer *layers, size_t n_layers,
+                              const char *repo_digest, const char *ref,
+                              char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
+
+/* The manifest of image id that ref (a full reference, may be NULL) came with: the one that
+   lists ref, else the newest that lists a reference of ref's repository, else the newest. */
+int cimg_store_image_manifest_for (struct cimg_store *s, const char *id, const char *ref,
+                                   char digest[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
+
+/* Record that manifest_digest of image id is also known as refs (push: the tag it went to and
+   its repo digest). A tag moves off the image's other manifests. ENOENT when the image is not
+   in the store. */
+int cimg_store_image_add_manifest_refs (struct cimg_store *s, const char *id,
+                                        const char *manifest_digest, const char *const *refs,
+                                        size_t nrefs, cimg_error_t *err);
+
+/* The digest of the repo digest recorded with tag's manifest ("sha256:…", newly allocated), or
+   NULL when none is. tag: a full "name:tag". */
+char *cimg_store_image_repo_digest_for (struct cimg_store *s, const char *id, const char *tag);
+
+#endif
