@@ -16,6 +16,9 @@ struct cimg_build_opts
   bool no_cache;           /* ignore the step cache (results are still recorded) */
   bool pull;               /* pull FROM / COPY --from images even when the store has them */
   bool network_none;       /* RUN in its own network namespace (default: the host's) */
+  const char *platform;    /* --platform: "os/arch[/variant]" (TARGET* ARGs); NULL: this machine */
+  char *const *secrets;    /* --secret values: "id=X,src=FILE" (or "id=X,env=VAR"); may be NULL */
+  bool allow_insecure;     /* --allow security.insecure: RUN --security=insecure is allowed */
   FILE *out;               /* step lines ("STEP 2/5: RUN make", " ---> Using cache"); NULL: none */
   int run_output_fd;       /* where RUN's stdout/stderr go; -1: the caller's */
 };
@@ -33,6 +36,21 @@ int cimg_build_enter_mount_namespace (cimg_error_t *err);
    then the exit code of a failed RUN (0 for any other failure). */
 int cimg_build_run (struct cimg_store *s, const struct cimg_build_opts *o,
                     char id_out[CIMG_DIGEST_BUFSIZE], int *run_exit, cimg_error_t *err);
+
+/* ---------------------------------------------------------------- ADD <url> (build/fetch.c) */
+
+struct cimg_fetch_result
+{
+  char digest[CIMG_DIGEST_BUFSIZE]; /* sha256 of the body */
+  int64_t size;
+  int64_t mtime; /* Last-Modified (seconds since the epoch), -1 when the server sent none */
+};
+
+/* GET url (http or https, redirects followed) into a new file dirfd/name (mode 0600), hashing
+   it. A status other than 2xx, a transfer error or a stall (CIMG_BUILD_STALL_SECONDS, 60) is an
+   error that names the URL; the file is then removed. */
+int cimg_build_fetch (const char *url, int dirfd, const char *name, struct cimg_fetch_result *res,
+                      cimg_error_t *err);
 
 /* ---------------------------------------------------------------- cache (build/cache.c) */
 

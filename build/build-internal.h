@@ -23,6 +23,7 @@ struct build_lex_opts
   bool raw_quotes;  /* keep quote characters in the result */
   bool raw_escapes; /* keep escape characters in the result */
   bool skip_unset;  /* leave $VAR / ${VAR…} of unset variables as written */
+  bool skip_quotes; /* quotes are plain characters (BuildKit's SkipProcessQuotes: heredoc bodies) */
 };
 int build_expand (const char *word, int escape, char *const *env, const struct build_lex_opts *o,
                   char **out_word, char ***out_words, cimg_error_t *err);

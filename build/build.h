@@ -21,6 +21,60 @@ int cimg_build_expand_word (const char *word, int escape, char *const *env, char
 int cimg_build_expand_words (const char *word, int escape, char *const *env, char ***out,
                              cimg_error_t *err);
 
+/* ---------------------------------------------------------------- heredocs, platforms, mounts */
+
+/* Expand a COPY/ADD heredoc body (one whose delimiter was not quoted) as BuildKit does: the
+   variables of env expand, quotes are plain characters, '\\' escapes the next character.
+   Returns 0 and a newly allocated *out, or -1 with err set. */
+int cimg_build_expand_heredoc (const char *body, char *const *env, char **out, cimg_error_t *err);
+
+struct cimg_platform
+{
+  char os[16], arch[24], variant[16]; /* "linux", "arm64", "" */
+};
+/* Parse "os/arch[/variant]" (or "arch") and normalise it as containerd does (x86_64 → amd64,
+   aarch64 → arm64, arm64/v8 → arm64, arm → arm/v7). -1 with err set when malformed. */
+int cimg_build_platform_parse (const char *s, struct cimg_platform *p, cimg_error_t *err);
+/* This machine's platform. */
+void cimg_build_platform_host (struct cimg_platform *p);
+/* "os/arch[/variant]", newly allocated. */
+char *cimg_build_platform_string (const struct cimg_platform *p);
+/* The ARGs BuildKit predefines: BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT TARGETPLATFORM
+   TARGETOS TARGETARCH TARGETVARIANT, as a newly allocated "K=V" vector. */
+char **cimg_build_platform_args (const struct cimg_platform *build,
+                                 const struct cimg_platform *target);
+
+enum cimg_build_mount_type
+{
+  CIMG_BUILD_MOUNT_BIND = 0,
+  CIMG_BUILD_MOUNT_CACHE,
+  CIMG_BUILD_MOUNT_TMPFS,
+  CIMG_BUILD_MOUNT_SECRET,
+};
+enum cimg_build_sharing
+{
+  CIMG_BUILD_SHARING_SHARED = 0,
+  CIMG_BUILD_SHARING_PRIVATE,
+  CIMG_BUILD_SHARING_LOCKED,
+};
+/* One RUN --mount=… after parsing, BuildKit's defaults applied: bind is read-only and sources
+   "." of the context; cache's id is its target, sharing shared, mode 0755; secret's id is the
+   target's base name, its target /run/secrets/<id>, mode 0400, not required. */
+struct cimg_build_mount
+{
+  enum cimg_build_mount_type type;
+  char *target, *source, *from, *id, *env; /* NULL when not given */
+  int readonly;                            /* 0 or 1 after parsing */
+  bool required;
+  enum cimg_build_sharing sharing;
+  unsigned mode, uid, gid;
+  long long size; /* tmpfs: bytes, 0: no limit */
+};
+/* Parse the value of --mount ("type=cache,target=/root/.cache"). -1 with err set for an unknown
+   type ("unsupported mount type \"x\""), an unknown key, a bad value or a missing target. */
+int cimg_build_mount_parse (const char *spec, struct cimg_build_mount *m, cimg_error_t *err);
+void cimg_build_mount_clear (struct cimg_build_mount *m);
+
 /* ---------------------------------------------------------------- Dockerfile */
 
 struct cimg_heredoc

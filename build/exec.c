@@ -23,10 +23,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/utsname.h>
 #include <time.h>
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -59,7 +59,17 @@ struct stage
   char *base;
   char *name;
   bool needed;
+  struct cimg_platform plat; /* FROM --platform, else the target platform */
   struct state st;
+};
+
+/* A --secret of the command line, read once at the start (secrets are small: at most 1 MiB, as
+   BuildKit's 500 KiB limit with room to spare). */
+struct secret
+{
+  char *id;
+  char *data;
+  size_t len;
 };
 
 struct bctx
@@ -79,7 +89,67 @@ struct bctx
   size_t nst;
   int step, nsteps;
   int run_exit;
+  struct cimg_platform build_plat, target_plat;
+  struct secret *secrets;
+  size_t n_secrets;
+  char *secret_salt; /* hex; keys secrets' digests so that a key reveals nothing of them */
+  bool secret_fs;    /* <tmp>/secrets is a tmpfs of this process's mount namespace */
 };
+
+static int
+parse_secrets (struct bctx *b, cimg_error_t *err)
+{
+  for (size_t i = 0; b->o->secrets && b->o->secrets[i]; i++)
+    {
+      cleanup_free char *copy = xstrdup (b->o->secrets[i]);
+      cleanup_free char *id = NULL, *src = NULL, *env = NULL;
+      for (char *save = NULL, *f = strtok_r (copy, ",", &save); f; f = strtok_r (NULL, ",", &save))
+        {
+          char *eq = strchr (f, '=');
+          if (eq == NULL)
+            return cimg_error_set (err, EINVAL, "--secret %s: %s is not key=value",
+                                   b->o->secrets[i], f);
+          *eq = '\0';
+          char **slot = strcmp (f, "id") == 0                                 ? &id
+                        : strcmp (f, "src") == 0 || strcmp (f, "source") == 0 ? &src
+                        : strcmp (f, "env") == 0                              ? &env
+                                                                              : NULL;
+          if (strcmp (f, "type") == 0
+              && (strcmp (eq + 1, "file") == 0 || strcmp (eq + 1, "env") == 0))
+            continue;
+          if (slot == NULL)
+            return cimg_error_set (err, EINVAL, "--secret %s: unexpected key %s", b->o->secrets[i],
+                                   f);
+          free (*slot);
+          *slot = xstrdup (eq + 1);
+        }
+      if (id == NULL || *id == '\0')
+        return cimg_error_set (err, EINVAL, "--secret %s: no id", b->o->secrets[i]);
+      struct secret sc = { .id = steal_pointer (&id) };
+      if (src == NULL && env == NULL)
+        env = xstrdup (sc.id);
+      int rc = 0;
+      if (src)
+        {
+          rc = cimg_read_file_at (AT_FDCWD, src, 1 << 20, &sc.data, &sc.len, err);
+          if (rc < 0)
+            cimg_error_wrap (err, "--secret id=%s", sc.id);
+        }
+      else if (getenv (env))
+        {
+          sc.data = xstrdup (getenv (env));
+          sc.len = strlen (sc.data);
+        }
+      else
+        rc = cimg_error_set (err, ENOENT, "--secret id=%s: environment variable %s is not set",
+                             sc.id, env);
+      b->secrets = xrealloc (b->secrets, (b->n_secrets + 1) * sizeof *b->secrets);
+      b->secrets[b->n_secrets++] = sc;
+      if (rc < 0)
+        return -1;
+    }
+  return 0;
+}
 
 static void out (struct bctx *b, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 static void
@@ -351,8 +421,9 @@ drop_workdir (struct bctx *b, const char *name)
 }
 
 /* A read-only overlay of the layers (the merged view of a state), mounted in this process's
-   private mount namespace at <dir>/view. The empty dir <tmp>/empty is the bottom lower, so even
-   zero or one layer make a valid lower-only overlay. Returns an fd of the view's root. */
+   private mount namespace at <dir>/view. The empty dir <tmp>/empty is the bottom lower (and
+   <tmp>/empty2 under it for zero layers), so a state of any depth makes a valid lower-only
+   overlay. Returns an fd of the view's root. */
 static int
 mount_view (struct bctx *b, const struct cimg_image_layer *layers, size_t n, const char *dir,
             cimg_error_t *err)
@@ -370,6 +441,9 @@ mount_view (struct bctx *b, const struct cimg_image_layer *layers, size_t n, con
       sbuf_addf (&o, "%s/%s:", b->rootabs, link);
     }
   sbuf_addf (&o, "%s/%s/empty", b->rootabs, b->tmp);
+  /* A lower-only overlay needs two lowers: FROM scratch has no layer at all. */
+  if (n == 0)
+    sbuf_addf (&o, ":%s/%s/empty2", b->rootabs, b->tmp);
   cleanup_free char *opts = sbuf_steal (&o);
   cleanup_free char *target = xasprintf ("%s/%s/view", b->rootabs, dir);
   if (mkdir (target, 0700) < 0)
@@ -535,9 +609,12 @@ struct copy_ctx
   struct cimg_sha256 *h; /* hash mode: digest of names, types, modes, owners, contents */
   bool use_ignore;       /* sources come from the context: .dockerignore applies */
   bool chown;
+  bool keep_owner; /* bind mounts: the source's owners (else 0:0 unless chown) */
   uid_t uid;
   gid_t gid;
-  mode_t chmod; /* 0: keep the source's */
+  mode_t chmod;                      /* 0: keep the source's */
+  struct cimg_dockerignore *exclude; /* --exclude patterns, relative to the source copied */
+  size_t ex_skip;                    /* length of the source's own path + 1 in rel ("" → 0) */
 };
 
 static int
@@ -600,6 +677,13 @@ copy_children (struct copy_ctx *c, int fd, const char *rel, int dstdir, const ch
           && !cimg_dockerignore_always_kept (crel, NULL)
           && !(S_ISDIR (st.st_mode) && cimg_dockerignore_must_walk (c->b->di, crel)))
         continue;
+      if (c->exclude && strlen (crel) > c->ex_skip)
+        {
+          const char *r = crel + c->ex_skip;
+          if (cimg_dockerignore_excluded (c->exclude, r)
+              && !(S_ISDIR (st.st_mode) && cimg_dockerignore_must_walk (c->exclude, r)))
+            continue;
+        }
       if (copy_node (c, cfd, &st, crel, dstdir, names[i], cdst, err) < 0)
         return -1;
     }
@@ -610,8 +694,8 @@ static int
 set_meta (struct copy_ctx *c, int dstdir, const char *name, const struct stat *st,
           cimg_error_t *err)
 {
-  uid_t u = c->chown ? c->uid : 0;
-  gid_t g = c->chown ? c->gid : 0;
+  uid_t u = c->chown ? c->uid : c->keep_owner ? st->st_uid : 0;
+  gid_t g = c->chown ? c->gid : c->keep_owner ? st->st_gid : 0;
   if (fchownat (dstdir, name, u, g, AT_SYMLINK_NOFOLLOW) < 0)
     return cimg_error_sys (err, "chown %s", name);
   if (!S_ISLNK (st->st_mode) && fchmodat (dstdir, name, mode_of (c, st), 0) < 0)
@@ -630,8 +714,13 @@ copy_node (struct copy_ctx *c, int fd, const struct stat *st, const char *rel, i
     {
       char meta[96];
       snprintf (meta, sizeof meta, "%o %u %u %lld",
-                (unsigned)(st->st_mode & S_IFMT) | mode_of (c, st), c->chown ? (unsigned)c->uid : 0,
-                c->chown ? (unsigned)c->gid : 0,
+                (unsigned)(st->st_mode & S_IFMT) | mode_of (c, st),
+                c->chown        ? (unsigned)c->uid
+                : c->keep_owner ? (unsigned)st->st_uid
+                                : 0,
+                c->chown        ? (unsigned)c->gid
+                : c->keep_owner ? (unsigned)st->st_gid
+                                : 0,
                 S_ISREG (st->st_mode) ? (long long)st->st_size : 0LL);
       hash_str (c->h, dstrel);
       hash_str (c->h, meta);
@@ -833,6 +922,61 @@ flag_value (const struct cimg_instruction *in, const char *name)
         && in->flags[i][2 + n] == '=')
       return in->flags[i] + 3 + n;
   return NULL;
+}
+
+/* A boolean flag: "--link" or "--link=true". */
+static bool
+bool_flag (const struct cimg_instruction *in, const char *name)
+{
+  size_t n = strlen (name);
+  for (size_t i = 0; in->flags[i]; i++)
+    if (strncmp (in->flags[i], "--", 2) == 0 && strncmp (in->flags[i] + 2, name, n) == 0)
+      {
+        const char *r = in->flags[i] + 2 + n;
+        if (*r == '\0' || strcasecmp (r, "=true") == 0)
+          return true;
+      }
+  return false;
+}
+
+static bool
+is_url (const char *s)
+{
+  return cimg_str_has_prefix (s, "http://") || cimg_str_has_prefix (s, "https://");
+}
+
+/* The file name ADD gives a download: the last component of the URL's path, percent-decoded
+   (query and fragment dropped), or "" when the path has none. */
+static char *
+url_file_name (const char *url)
+{
+  const char *p = strstr (url, "://");
+  p = p ? p + 3 : url;
+  p += strcspn (p, "/?#");
+  size_t n = strcspn (p, "?#");
+  cleanup_free char *path = xstrndup (p, n);
+  while (*path && path[strlen (path) - 1] == '/')
+    path[strlen (path) - 1] = '\0';
+  const char *sl = strrchr (path, '/');
+  const char *last = sl ? sl + 1 : path;
+  char *o = xmalloc (strlen (last) + 1);
+  size_t k = 0;
+  for (const char *c = last; *c; c++)
+    {
+      if (c[0] == '%' && isxdigit ((unsigned char)c[1]) && isxdigit ((unsigned char)c[2]))
+        {
+          char hx[3] = { c[1], c[2], 0 };
+          char ch = (char)strtol (hx, NULL, 16);
+          if (ch == '/' || ch == '\0')
+            ch = '_';
+          o[k++] = ch;
+          c += 2;
+        }
+      else
+        o[k++] = *c;
+    }
+  o[k] = '\0';
+  return o;
 }
 
 static json_t *
@@ -1157,18 +1301,50 @@ make_parents (int viewfd, int treefd, const char *dirpath, bool chown, uid_t uid
 /* An image for FROM or COPY --from: from the store, pulled when missing (always with --pull),
    as Docker does. */
 static int
-state_from_image_or_pull (struct bctx *b, struct state *st, const char *name, cimg_error_t *err)
+state_from_image_or_pull (struct bctx *b, struct state *st, const char *name,
+                          const struct cimg_platform *plat, cimg_error_t *err)
 {
   if (!b->o->pull && state_from_image (b, st, name, err) == 0)
     return 0;
   cimg_error_clear (err);
   out (b, "Pulling %s\n", name);
-  struct cimg_pull_opts po = { 0 };
+  cleanup_free char *ps = plat ? cimg_build_platform_string (plat) : NULL;
+  struct cimg_pull_opts po = { .platform = ps };
   struct cimg_pull_result pr;
   if (cimg_registry_pull (b->s, name, &po, &pr, err) < 0)
     return -1;
   cimg_pull_result_clear (&pr);
   return state_from_image (b, st, name, err);
+}
+
+/* An image whose os/arch/variant differ from the stage's platform is refused rather than run (a
+   RUN of it would fail, or run another architecture's binaries through binfmt): Docker's legacy
+   builder refuses it too. With --pull the matching image is pulled instead. */
+static int
+check_platform (struct state *st, const struct cimg_platform *p, cimg_error_t *err)
+{
+  const char *os = cimg_json_str (st->config, "os");
+  const char *arch = cimg_json_str (st->config, "architecture");
+  const char *var = cimg_json_str (st->config, "variant");
+  if (os == NULL || arch == NULL)
+    return 0;
+  struct cimg_platform have;
+  cleanup_free char *hs
+      = var && *var ? xasprintf ("%s/%s/%s", os, arch, var) : xasprintf ("%s/%s", os, arch);
+  cimg_error_t e = { 0 };
+  if (cimg_build_platform_parse (hs, &have, &e) < 0)
+    {
+      cimg_error_clear (&e);
+      return 0;
+    }
+  /* An image without a variant matches any variant of its architecture. */
+  if (strcmp (have.os, p->os) == 0 && strcmp (have.arch, p->arch) == 0
+      && (!var || !*var || strcmp (have.variant, p->variant) == 0))
+    return 0;
+  cleanup_free char *want = cimg_build_platform_string (p);
+  return cimg_error_set (err, EINVAL,
+                         "the image's platform (%s) does not match the specified platform (%s)", hs,
+                         want);
 }
 
 /* WORKDIR: a directory the image lacks is created, as a layer of its own. */
@@ -1243,18 +1419,72 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
         return FAIL ("invalid --chmod=%s: only octal modes are supported", chmod_s);
       c.chmod = (mode_t)m;
     }
+  /* --link gives the same layer here (every COPY layer is independent of the files below it
+     already); --parents keeps the sources' paths; --exclude (repeatable) drops what matches. */
+  bool parents = bool_flag (in, "parents");
+  const char *checksum = flag_value (in, "checksum");
+  if (bool_flag (in, "unpack"))
+    return FAIL ("ADD --unpack is not supported");
+  cleanup_strv char **excludes = NULL, **xargs = NULL;
+  for (size_t i = 0; in->flags[i]; i++)
+    if (cimg_str_has_prefix (in->flags[i], "--exclude="))
+      {
+        cleanup_free char *x = NULL;
+        if (cimg_build_expand_word (in->flags[i] + 10, b->df->escape, env, &x, err) < 0)
+          return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
+        cimg_strv_append (&excludes, x);
+      }
+  cleanup_dockerignore struct cimg_dockerignore *exclude = NULL;
+  if (excludes)
+    {
+      exclude = cimg_dockerignore_new (excludes, err);
+      if (exclude == NULL)
+        return cimg_error_wrap (err, "%s:%d: %s --exclude", b->df->name, in->line, upper);
+      c.exclude = exclude;
+    }
+  size_t n_urls = 0;
+  for (size_t i = 0; i < nargs; i++)
+    {
+      char *x = NULL;
+      if (cimg_build_expand_word (in->args[i], b->df->escape, env, &x, err) < 0)
+        return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
+      cimg_strv_append (&xargs, x);
+      if (i + 1 < nargs && is_url (x))
+        n_urls++;
+      free (x);
+    }
+  if (checksum)
+    {
+      cleanup_free char *cs = NULL;
+      if (cimg_build_expand_word (checksum, b->df->escape, env, &cs, err) < 0)
+        return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
+      if (!cimg_digest_valid (cs))
+        return FAIL ("ADD --checksum=%s: want sha256:<64 hex digits>", cs);
+      if (nargs != 2)
+        return FAIL ("checksum can't be specified for multiple sources");
+      if (n_urls != 1)
+        return FAIL ("checksum can't be specified for non-HTTP sources");
+    }
+  if (n_urls && !add)
+    return FAIL ("COPY: source can't be a URL (use ADD)");
+  if (n_urls && (from || in->n_heredocs || n_urls != nargs - 1))
+    return FAIL ("ADD: URL sources cannot be mixed with other sources");
+  cleanup_free char *url_key = NULL;
   /* The source root: the context, or the view of another stage or image. */
   cleanup_free char *wd = new_workdir (b, err);
   if (wd == NULL)
     return -1;
   int rc = -1;
-  int srcfd = -1;
+  int srcfd = -1, hdfd = -1; /* the source root; the heredocs' directory */
+  int *mroot = NULL;         /* per match: the root it is read from */
+  bool *mctx = NULL;         /* per match: read from the context (.dockerignore, unpacking) */
+  bool *src_hd = xzalloc ((nargs + 1) * sizeof *src_hd);
   bool src_view = false, dst_view = false, src_heredoc = false;
   int viewfd = -1;
   struct state other = { 0 };
   cleanup_free char *src_dir = NULL;
   cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
-  cleanup_strv char **srcs = NULL, **matches_all = NULL;
+  cleanup_strv char **srcs = NULL, **matches_all = NULL, **prel = NULL;
   cleanup_free char *dest = NULL, *instr = NULL;
   cleanup_free char *tree = NULL;
   cleanup_close int treefd = -1;
@@ -1275,7 +1505,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
         }
       else
         {
-          if (state_from_image_or_pull (b, &other, f, err) < 0)
+          if (state_from_image_or_pull (b, &other, f, &b->target_plat, err) < 0)
             {
               cimg_error_wrap (err, "%s:%d: %s --from=%s", b->df->name, in->line, upper, f);
               goto out;
@@ -1291,10 +1521,12 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
         goto out;
       src_view = true;
     }
-  else if (in->n_heredocs)
+  else if (n_urls)
     {
-      /* COPY <<EOF /path: each body becomes a file (mode 0644) of a directory standing in for
-         the context. Bodies are copied as written (no expansion yet). */
+      /* ADD <url>: each download becomes a file (mode 0600, mtime from Last-Modified) of a
+         directory standing in for the context; it is never unpacked. It is fetched on every
+         build (as Docker's builders do) and its digest is part of the key, so a changed body
+         is a miss and an unchanged one a hit. */
       src_dir = new_workdir (b, err);
       if (src_dir == NULL)
         goto out;
@@ -1305,6 +1537,80 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
           goto out;
         }
       src_heredoc = true;
+      src_key = "url";
+      struct sbuf uk = { 0 };
+      for (size_t i = 0; i + 1 < nargs; i++)
+        {
+          /* BuildKit's name for a URL without a path: "__unnamed__". */
+          cleanup_free char *name = url_file_name (xargs[i]);
+          if (*name == '\0' || strcmp (name, ".") == 0 || strcmp (name, "..") == 0)
+            {
+              free (name);
+              name = xstrdup ("__unnamed__");
+            }
+          for (size_t k = 0; k < i; k++)
+            if (strcmp (xargs[k], name) == 0)
+              {
+                free (uk.p);
+                FAIL ("ADD %s: two URLs give the file name %s", xargs[i], name);
+                goto out;
+              }
+          out (b, "Downloading %s\n", xargs[i]);
+          struct cimg_fetch_result fr;
+          if (cimg_build_fetch (xargs[i], srcfd, name, &fr, err) < 0)
+            {
+              free (uk.p);
+              cimg_error_wrap (err, "%s:%d: ADD", b->df->name, in->line);
+              goto out;
+            }
+          if (checksum)
+            {
+              cleanup_free char *cs = NULL;
+              cimg_build_expand_word (checksum, b->df->escape, env, &cs, err);
+              if (cs == NULL || strcmp (cs, fr.digest) != 0)
+                {
+                  free (uk.p);
+                  FAIL ("ADD %s: checksum mismatch: expected %s, got %s", xargs[i],
+                        cs ? cs : checksum, fr.digest);
+                  goto out;
+                }
+            }
+          struct timespec ts[2];
+          clock_gettime (CLOCK_REALTIME, &ts[0]);
+          ts[1] = ts[0];
+          if (fr.mtime >= 0)
+            {
+              ts[0].tv_sec = ts[1].tv_sec = (time_t)fr.mtime;
+              ts[0].tv_nsec = ts[1].tv_nsec = 0;
+            }
+          if (utimensat (srcfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+            {
+              free (uk.p);
+              cimg_error_sys (err, "utimes %s", name);
+              goto out;
+            }
+          /* The layer holds the Last-Modified mtime: a changed one is a changed result. */
+          sbuf_addf (&uk, " %s mtime=%lld", xargs[i], (long long)fr.mtime);
+          free (xargs[i]);
+          xargs[i] = steal_pointer (&name);
+        }
+      url_key = sbuf_steal (&uk);
+    }
+  else if (in->n_heredocs)
+    {
+      /* COPY <<EOF /path: each body becomes a file (mode 0644) of a directory of its own; other
+         sources come from the context. A body is expanded as BuildKit does unless its
+         delimiter was quoted. */
+      src_dir = new_workdir (b, err);
+      if (src_dir == NULL)
+        goto out;
+      hdfd = openat (cimg_store_dirfd (b->s), src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (hdfd < 0)
+        {
+          cimg_error_sys (err, "open %s", src_dir);
+          goto out;
+        }
+      srcfd = b->ctxfd;
       src_key = "heredoc";
       for (size_t i = 0; i < in->n_heredocs; i++)
         {
@@ -1315,10 +1621,16 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
               FAIL ("%s: bad heredoc name \"%s\"", upper, hd->name);
               goto out;
             }
-          int fd = openat (srcfd, hd->name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+          cleanup_free char *body = NULL;
+          if (hd->expand && cimg_build_expand_heredoc (hd->content, env, &body, err) < 0)
+            {
+              cimg_error_wrap (err, "%s:%d: %s <<%s", b->df->name, in->line, upper, hd->name);
+              goto out;
+            }
+          const char *text = body ? body : hd->content;
+          int fd = openat (hdfd, hd->name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
                            0644);
-          if (fd < 0 || cimg_write_all (fd, hd->content, strlen (hd->content)) < 0
-              || fchmod (fd, 0644) < 0)
+          if (fd < 0 || cimg_write_all (fd, text, strlen (text)) < 0 || fchmod (fd, 0644) < 0)
             {
               cimg_error_sys (err, "heredoc %s", hd->name);
               if (fd >= 0)
@@ -1344,15 +1656,10 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
         }
       c.chown = true;
     }
-  /* Expand sources and destination. */
+  /* Sources and destination (expanded above). */
   for (size_t i = 0; i < nargs; i++)
     {
-      cleanup_free char *x = NULL;
-      if (cimg_build_expand_word (in->args[i], b->df->escape, env, &x, err) < 0)
-        {
-          cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
-          goto out;
-        }
+      cleanup_free char *x = xstrdup (xargs[i]);
       if (i + 1 == nargs)
         dest = steal_pointer (&x);
       else if (in->n_heredocs && cimg_str_has_prefix (in->args[i], "<<"))
@@ -1367,29 +1674,35 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
             if (*p != '"' && *p != '\'')
               name[k++] = *p;
           name[k] = '\0';
+          src_hd[cimg_strv_len (srcs)] = true;
           cimg_strv_append (&srcs, name);
-        }
-      else if (in->n_heredocs)
-        {
-          FAIL ("%s: heredoc and context sources in one instruction are not supported yet", upper);
-          goto out;
         }
       else
         cimg_strv_append (&srcs, x);
     }
   for (size_t i = 0; srcs[i]; i++)
     {
-      if (add
-          && (cimg_str_has_prefix (srcs[i], "http://")
-              || cimg_str_has_prefix (srcs[i], "https://")))
-        {
-          FAIL ("ADD %s: URL sources are not supported yet", srcs[i]);
-          goto out;
-        }
       cleanup_free char *abs = xasprintf ("/%s", srcs[i]);
       cleanup_free char *clean = clean_abs (abs);
+      /* --parents: "a/./b/c" keeps "b/c" (the part after the "/./" pivot), "a/b/c" all of it. */
+      size_t pivot = 0;
+      if (parents)
+        {
+          const char *pv = strstr (srcs[i], "/./");
+          if (pv && pv != srcs[i])
+            {
+              cleanup_free char *pa = xasprintf ("/%.*s", (int)(pv - srcs[i]), srcs[i]);
+              cleanup_free char *pc = clean_abs (pa);
+              pivot = strcmp (pc, "/") == 0 ? 0 : strlen (pc);
+            }
+        }
       cleanup_strv char **m = NULL;
-      glob_sources (&c, srcfd, clean[1] ? clean + 1 : ".", &m, err);
+      int root = src_hd[i] ? hdfd : srcfd;
+      c.use_ignore = root == b->ctxfd;
+      if (src_hd[i])
+        cimg_strv_append (&m, srcs[i]); /* a heredoc's name is no pattern */
+      else
+        glob_sources (&c, root, clean[1] ? clean + 1 : ".", &m, err);
       if (m == NULL)
         {
           cimg_error_set (err, ENOENT, "%s:%d: %s %s: no such file or directory%s", b->df->name,
@@ -1397,7 +1710,30 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
           goto out;
         }
       for (size_t k = 0; m[k]; k++)
-        cimg_strv_append (&matches_all, m[k]);
+        {
+          /* --exclude also drops a source the pattern names itself (by its path or name). */
+          const char *bn = strrchr (m[k], '/');
+          bn = bn ? bn + 1 : m[k];
+          if (exclude && strcmp (m[k], ".") != 0
+              && (cimg_dockerignore_excluded (exclude, m[k])
+                  || cimg_dockerignore_excluded (exclude, bn)))
+            continue;
+          size_t nm = cimg_strv_len (matches_all);
+          mroot = xrealloc (mroot, (nm + 1) * sizeof *mroot);
+          mctx = xrealloc (mctx, (nm + 1) * sizeof *mctx);
+          mroot[nm] = root;
+          mctx[nm] = root == b->ctxfd;
+          cimg_strv_append (&matches_all, m[k]);
+          const char *keep = strcmp (m[k], ".") == 0 ? "" : m[k];
+          if (pivot && strlen (keep) >= pivot)
+            keep += pivot;
+          cimg_strv_append (&prel, keep);
+        }
+    }
+  if (matches_all == NULL)
+    {
+      FAIL ("%s: every source is excluded", upper);
+      goto out;
     }
   /* The destination, in the stage's rootfs: relative to WORKDIR; a directory when it ends in
      "/", when there are several sources, or when it is a directory in the image. */
@@ -1420,13 +1756,13 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
       cleanup_close int dfd = cimg_openat_in_root (viewfd, dest, O_PATH, 0);
       exists_dir = dfd >= 0 && fstat (dfd, &dst_st) == 0 && S_ISDIR (dst_st.st_mode);
     }
-    bool dest_dir
-        = trailing || cimg_strv_len (matches_all) > 1 || exists_dir || strcmp (dest, "/") == 0;
+    bool dest_dir = trailing || cimg_strv_len (matches_all) > 1 || exists_dir
+                    || strcmp (dest, "/") == 0 || parents;
     /* A directory source copies its contents into dest, which is then a directory. */
     for (size_t i = 0; matches_all[i] && !dest_dir; i++)
       {
         struct stat sst;
-        cleanup_close int fd = cimg_openat_in_root (srcfd, matches_all[i], O_PATH, 0);
+        cleanup_close int fd = cimg_openat_in_root (mroot[i], matches_all[i], O_PATH, 0);
         dest_dir = fd >= 0 && fstat (fd, &sst) == 0 && S_ISDIR (sst.st_mode);
       }
     /* The key: the parent, the instruction, the args in scope, the sources' content. */
@@ -1434,16 +1770,18 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
     c.h = h;
     for (size_t i = 0; matches_all[i]; i++)
       {
-        cleanup_close int fd = cimg_openat_in_root (srcfd, matches_all[i], O_PATH, 0);
+        cleanup_close int fd = cimg_openat_in_root (mroot[i], matches_all[i], O_PATH, 0);
         struct stat sst;
         if (fd < 0 || fstatat (fd, "", &sst, AT_EMPTY_PATH) < 0)
           {
             cimg_error_sys (err, "%s:%d: %s %s", b->df->name, in->line, upper, matches_all[i]);
             goto out;
           }
+        c.use_ignore = mctx[i];
         const char *base = strrchr (matches_all[i], '/');
         base = base ? base + 1 : matches_all[i];
-        cleanup_free char *drel = xasprintf ("%zu %s", i, base);
+        cleanup_free char *drel = xasprintf ("%zu %s", i, parents ? prel[i] : base);
+        c.ex_skip = *matches_all[i] ? strlen (matches_all[i]) + 1 : 0;
         if (copy_node (&c, fd, &sst, matches_all[i], -1, base, drel, err) < 0)
           {
             cimg_error_wrap (err, "%s:%d: %s", b->df->name, in->line, upper);
@@ -1452,10 +1790,18 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
       }
     c.h = NULL;
     cimg_sha256_final (h, content);
+    struct sbuf xs = { 0 };
+    for (size_t i = 0; excludes && excludes[i]; i++)
+      sbuf_addf (&xs, " --exclude=%s", excludes[i]);
+    if (parents)
+      sbuf_adds (&xs, " --parents");
+    if (url_key)
+      sbuf_addf (&xs, " --url%s", url_key);
+    cleanup_free char *xtext = sbuf_steal (&xs);
     instr
         = xasprintf ("%s %s%s%s%s%s%s%s -> %s%s", upper, from ? "--from=" : "", from ? src_key : "",
                      chown ? " --chown=" : "", chown ? chown : "", chmod_s ? " --chmod=" : "",
-                     chmod_s ? chmod_s : "", "", dest, dest_dir ? "/" : "");
+                     chmod_s ? chmod_s : "", xtext, dest, dest_dir ? "/" : "");
     cimg_build_cache_key (st->key, instr, args_scope, content, key);
     if (cache_hit (b, st, key))
       {
@@ -1495,20 +1841,44 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
     const char *fbase = dest_dir ? NULL : strrchr (dest, '/') + 1;
     for (size_t i = 0; matches_all[i] && rc < 0; i++)
       {
-        cleanup_close int fd = cimg_openat_in_root (srcfd, matches_all[i], O_PATH, 0);
+        cleanup_close int fd = cimg_openat_in_root (mroot[i], matches_all[i], O_PATH, 0);
         struct stat sst;
         if (fd < 0 || fstatat (fd, "", &sst, AT_EMPTY_PATH) < 0)
           {
             cimg_error_sys (err, "%s %s", upper, matches_all[i]);
             break;
           }
+        c.use_ignore = mctx[i];
         const char *base = strrchr (matches_all[i], '/');
         base = base ? base + 1 : matches_all[i];
         int r;
+        const char *crel = strcmp (matches_all[i], ".") ? matches_all[i] : "";
+        c.ex_skip = *crel ? strlen (crel) + 1 : 0;
+        cleanup_close int pdir = -1;
+        cleanup_free char *pdest = NULL;
+        if (parents && *prel[i])
+          {
+            /* --parents: the source's own path below dest (its directories made as new ones). */
+            cleanup_free char *sub = xstrdup (prel[i]);
+            if (!S_ISDIR (sst.st_mode))
+              {
+                char *sl = strrchr (sub, '/');
+                if (sl)
+                  *sl = '\0';
+                else
+                  *sub = '\0';
+              }
+            pdest
+                = *sub ? xasprintf ("%s/%s", strcmp (dest, "/") ? dest : "", sub) : xstrdup (dest);
+            pdir = make_parents (viewfd, treefd, pdest, c.chown, c.uid, c.gid, err);
+            if (pdir < 0)
+              break;
+          }
+        int into = pdir >= 0 ? pdir : cur;
+        const char *intodest = pdest ? pdest : dest;
         if (S_ISDIR (sst.st_mode))
-          r = copy_children (&c, fd, strcmp (matches_all[i], ".") ? matches_all[i] : "", cur, dest,
-                             err);
-        else if (add && !from && S_ISREG (sst.st_mode) && ({
+          r = copy_children (&c, fd, crel, into, intodest, err);
+        else if (add && mctx[i] && S_ISREG (sst.st_mode) && ({
                    char proc[64];
                    snprintf (proc, sizeof proc, "/proc/self/fd/%d", fd);
                    cleanup_close int afd = open (proc, O_RDONLY | O_CLOEXEC);
@@ -1526,7 +1896,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
               cimg_error_wrap (err, "ADD %s: unpack", matches_all[i]);
           }
         else
-          r = copy_node (&c, fd, &sst, matches_all[i], cur, fbase ? fbase : base, dest, err);
+          r = copy_node (&c, fd, &sst, matches_all[i], into, fbase ? fbase : base, intodest, err);
         if (r < 0)
           {
             cimg_error_wrap (err, "%s:%d: %s", b->df->name, in->line, upper);
@@ -1564,6 +1934,11 @@ out:
     }
   if (src_heredoc)
     close (srcfd);
+  if (hdfd >= 0)
+    close (hdfd);
+  free (mroot);
+  free (mctx);
+  free (src_hd);
   if (src_dir)
     drop_workdir (b, src_dir);
   drop_workdir (b, wd);
@@ -1633,48 +2008,583 @@ last_lines (const struct run_out *r, int max)
   return sbuf_steal (&s);
 }
 
-static int
-exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, char **args_scope,
-          cimg_error_t *err)
+/* ---------------------------------------------------------------- RUN --mount */
+
+struct run_mount
 {
+  struct cimg_build_mount m;
+  char *dest;         /* absolute, clean, symlinks among its parents resolved in the stage */
+  char *host;         /* what is mounted: an absolute host path ("tmpfs" for tmpfs) */
+  char *data;         /* tmpfs options */
+  bool file;          /* the mount point is a file (secret, bind of a file) */
+  int lockfd;         /* cache: the flock held during the RUN */
+  long from_stage;    /* bind from=: a stage index, or -1 */
+  struct state other; /* bind from= an image */
+  const struct secret *secret;
+};
+
+static void
+run_mounts_free (struct run_mount *rm, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    {
+      cimg_build_mount_clear (&rm[i].m);
+      free (rm[i].dest);
+      free (rm[i].host);
+      free (rm[i].data);
+      if (rm[i].lockfd >= 0)
+        close (rm[i].lockfd);
+      state_clear (&rm[i].other);
+    }
+  free (rm);
+}
+
+/* The salt of the secrets' digests in the cache keys: 32 random bytes kept in the store
+   (build-cache/secret-salt, mode 0600), so that a key (whose prefix the output shows) cannot be
+   checked against guesses of a secret by anyone who cannot read the store. */
+static int
+secret_salt (struct bctx *b, cimg_error_t *err)
+{
+  if (b->secret_salt)
+    return 0;
+  int dfd = cimg_store_dirfd (b->s);
+  if (mkdirat (dfd, "build-cache", 0700) < 0 && errno != EEXIST)
+    return cimg_error_sys (err, "mkdir build-cache");
+  size_t len;
+  cimg_error_t e = { 0 };
+  if (cimg_read_file_at (dfd, "build-cache/secret-salt", 4096, &b->secret_salt, &len, &e) == 0
+      && len == 64)
+    return 0;
+  cimg_error_clear (&e);
+  free (b->secret_salt);
+  char hex[65];
+  cimg_random_hex64 (hex);
+  int fd = openat (dfd, "build-cache/secret-salt", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    {
+      int r = cimg_write_all (fd, hex, 64);
+      if (r == 0)
+        r = fsync (fd);
+      close (fd);
+      if (r < 0)
+        {
+          unlinkat (dfd, "build-cache/secret-salt", 0);
+          return cimg_error_sys (err, "write build-cache/secret-salt");
+        }
+    }
+  else if (errno != EEXIST)
+    return cimg_error_sys (err, "create build-cache/secret-salt");
+  /* Another build may have written it first: whatever is there now is the salt. */
+  if (cimg_read_file_at (dfd, "build-cache/secret-salt", 4096, &b->secret_salt, &len, err) < 0)
+    return -1;
+  if (len != 64)
+    return cimg_error_set (err, EINVAL, "build-cache/secret-salt: bad length");
+  return 0;
+}
+
+/* Secrets are written only to a tmpfs of the build's private mount namespace (never to the
+   store's disk), which goes with the build process however it ends. */
+static int
+secret_fs (struct bctx *b, cimg_error_t *err)
+{
+  if (b->secret_fs)
+    return 0;
+  size_t total = 0;
+  for (size_t i = 0; i < b->n_secrets; i++)
+    total += b->secrets[i].len + 4096;
+  cleanup_free char *dir = xasprintf ("%s/%s/secrets", b->rootabs, b->tmp);
+  if (mkdir (dir, 0700) < 0)
+    return cimg_error_sys (err, "mkdir %s", dir);
+  char opts[64];
+  snprintf (opts, sizeof opts, "mode=0700,size=%zu", total + (64 << 10));
+  if (mount ("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+    return cimg_error_sys (err, "mount a tmpfs for secrets");
+  b->secret_fs = true;
+  return 0;
+}
+
+static const struct secret *
+find_secret (struct bctx *b, const char *id)
+{
+  for (size_t i = 0; i < b->n_secrets; i++)
+    if (strcmp (b->secrets[i].id, id) == 0)
+      return &b->secrets[i];
+  return NULL;
+}
+
+/* A directory (or a file) node at dest in the stubs tree, whose parents are those of the view,
+   so that the mount point exists in a lower layer and never in the RUN's upper dir: the layer
+   then holds nothing of the mount (BuildKit removes its stubs after the run for the same
+   reason). */
+static int
+make_stub (int viewfd, int stubfd, const char *dest, bool file, cimg_error_t *err)
+{
+  if (strcmp (dest, "/") == 0)
+    return 0;
+  {
+    cleanup_close int have = cimg_openat_in_root (viewfd, dest, O_PATH, 0);
+    if (have >= 0)
+      return 0;
+  }
+  cleanup_free char *dir = xstrdup (dest);
+  char *slash = strrchr (dir, '/');
+  const char *base = dest + (slash - dir) + 1;
+  *slash = '\0';
+  cleanup_close int pfd = make_parents (viewfd, stubfd, *dir ? dir : "/", false, 0, 0, err);
+  if (pfd < 0)
+    return -1;
+  if (file)
+    {
+      int fd = openat (pfd, base, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0)
+        return cimg_error_sys (err, "stub %s", dest);
+      close (fd);
+    }
+  else if (mkdirat (pfd, base, 0755) < 0 && errno != EEXIST)
+    return cimg_error_sys (err, "stub %s", dest);
+  return 0;
+}
+
+/* Parse RUN's flags: --mount (repeatable), --network, --security. */
+static int
+run_flags (struct bctx *b, struct state *st, size_t si, const struct cimg_instruction *in,
+           char **env, struct run_mount **out_rm, size_t *out_n, enum cimg_netmode *net,
+           bool *insecure, struct sbuf *keytext, cimg_error_t *err)
+{
+  struct run_mount *rm = NULL;
+  size_t n = 0;
+  *net = b->o->network_none ? CIMG_NET_PRIVATE : CIMG_NET_HOST;
+  *insecure = false;
+  const char *wdir = cimg_json_str (cfg_obj (st), "WorkingDir");
   for (size_t i = 0; in->flags[i]; i++)
-    return FAIL ("RUN %s is not supported yet", in->flags[i]);
+    {
+      const char *f = in->flags[i];
+      cleanup_free char *v = NULL;
+      const char *eq = strchr (f, '=');
+      if (eq && cimg_build_expand_word (eq + 1, b->df->escape, env, &v, err) < 0)
+        goto fail;
+      if (cimg_str_has_prefix (f, "--network="))
+        {
+          if (strcmp (v, "none") == 0)
+            *net = CIMG_NET_PRIVATE;
+          else if (strcmp (v, "host") == 0)
+            *net = CIMG_NET_HOST;
+          else if (strcmp (v, "default") != 0)
+            {
+              FAIL ("RUN --network=%s: unsupported network mode (none, host, default)", v);
+              goto fail;
+            }
+        }
+      else if (cimg_str_has_prefix (f, "--security="))
+        {
+          if (strcmp (v, "insecure") == 0)
+            {
+              if (!b->o->allow_insecure)
+                {
+                  FAIL ("RUN --security=insecure is not allowed: pass --allow security.insecure "
+                        "to cimg build");
+                  goto fail;
+                }
+              *insecure = true;
+              sbuf_adds (keytext, " --security=insecure");
+            }
+          else if (strcmp (v, "sandbox") != 0)
+            {
+              FAIL ("RUN --security=%s: unsupported (sandbox, insecure)", v);
+              goto fail;
+            }
+        }
+      else if (cimg_str_has_prefix (f, "--mount="))
+        {
+          rm = xrealloc (rm, (n + 1) * sizeof *rm);
+          struct run_mount *r = &rm[n];
+          memset (r, 0, sizeof *r);
+          r->lockfd = -1;
+          r->from_stage = -1;
+          if (cimg_build_mount_parse (v, &r->m, err) < 0)
+            {
+              cimg_error_wrap (err, "%s:%d: RUN --mount=%s", b->df->name, in->line, v);
+              goto fail;
+            }
+          n++;
+          struct cimg_build_mount *m = &r->m;
+          if (m->target)
+            {
+              cleanup_free char *raw
+                  = m->target[0] == '/' ? xstrdup (m->target)
+                                        : xasprintf ("%s/%s", wdir && *wdir ? wdir : "", m->target);
+              r->dest = clean_abs (raw);
+              if (strcmp (r->dest, "/") == 0)
+                {
+                  FAIL ("RUN --mount=%s: cannot mount over /", v);
+                  goto fail;
+                }
+            }
+          static const char *const tn[] = { "bind", "cache", "tmpfs", "secret" };
+          sbuf_addf (keytext, " --mount=type=%s,target=%s,ro=%d", tn[m->type],
+                     r->dest ? r->dest : "", m->readonly);
+          switch (m->type)
+            {
+            case CIMG_BUILD_MOUNT_BIND:
+              {
+                /* The content of what is bound is part of the key: from the context, a digest
+                   of its files; from a stage or image, that state's key. */
+                const char *src = m->source && *m->source ? m->source : ".";
+                cleanup_free char *abs = xasprintf ("/%s", src);
+                cleanup_free char *cl = clean_abs (abs);
+                sbuf_addf (keytext, ",source=%s", cl);
+                if (m->from)
+                  {
+                    long ref = stage_ref (b, si, m->from);
+                    if (ref >= 0)
+                      {
+                        if (build_stage (b, (size_t)ref, err) < 0)
+                          goto fail;
+                        r->from_stage = ref;
+                        sbuf_addf (keytext, ",from=%s", b->stages[ref].st.key);
+                      }
+                    else
+                      {
+                        if (state_from_image_or_pull (b, &r->other, m->from, &b->target_plat, err)
+                            < 0)
+                          {
+                            cimg_error_wrap (err, "%s:%d: RUN --mount from=%s", b->df->name,
+                                             in->line, m->from);
+                            goto fail;
+                          }
+                        sbuf_addf (keytext, ",from=%s", r->other.key);
+                      }
+                    break;
+                  }
+                cleanup_close int fd
+                    = cimg_openat_in_root (b->ctxfd, cl[1] ? cl + 1 : ".", O_PATH, 0);
+                struct stat sst;
+                if (fd < 0 || fstatat (fd, "", &sst, AT_EMPTY_PATH) < 0)
+                  {
+                    cimg_error_sys (err, "%s:%d: RUN --mount source %s (in the build context)",
+                                    b->df->name, in->line, src);
+                    goto fail;
+                  }
+                r->file = !S_ISDIR (sst.st_mode);
+                cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
+                struct copy_ctx c = { .b = b, .h = h, .use_ignore = true, .keep_owner = true };
+                if (copy_node (&c, fd, &sst, cl[1] ? cl + 1 : "", -1, "src", "src", err) < 0)
+                  {
+                    cimg_error_wrap (err, "%s:%d: RUN --mount source %s", b->df->name, in->line,
+                                     src);
+                    goto fail;
+                  }
+                char d[CIMG_DIGEST_BUFSIZE];
+                cimg_sha256_final (h, d);
+                sbuf_addf (keytext, ",content=%s", d);
+                break;
+              }
+            case CIMG_BUILD_MOUNT_CACHE:
+              /* Not its content: a cache mount is a cache, the step must give the same result
+                 with it empty (BuildKit keys it the same way). */
+              sbuf_addf (keytext, ",id=%s,sharing=%d,mode=%o,uid=%u,gid=%u", m->id, m->sharing,
+                         m->mode, m->uid, m->gid);
+              break;
+            case CIMG_BUILD_MOUNT_TMPFS:
+              sbuf_addf (keytext, ",size=%lld", m->size);
+              break;
+            case CIMG_BUILD_MOUNT_SECRET:
+              {
+                r->file = true;
+                r->secret = find_secret (b, m->id);
+                if (r->secret == NULL && m->required)
+                  {
+                    FAIL ("RUN --mount=%s: secret %s not found (give it with --secret "
+                          "id=%s,src=FILE)",
+                          v, m->id, m->id);
+                    goto fail;
+                  }
+                sbuf_addf (keytext, ",id=%s,env=%s,mode=%o,uid=%u,gid=%u", m->id,
+                           m->env ? m->env : "", m->mode, m->uid, m->gid);
+                if (r->secret)
+                  {
+                    /* Salted, never the plain text nor a bare digest of it. */
+                    if (secret_salt (b, err) < 0)
+                      goto fail;
+                    cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
+                    cimg_sha256_update (h, b->secret_salt, strlen (b->secret_salt));
+                    cimg_sha256_update (h, r->secret->data, r->secret->len);
+                    char d[CIMG_DIGEST_BUFSIZE];
+                    cimg_sha256_final (h, d);
+                    sbuf_addf (keytext, ",salted=%s", d);
+                  }
+                else
+                  sbuf_adds (keytext, ",absent");
+                break;
+              }
+            }
+        }
+      else
+        {
+          FAIL ("RUN %s is not supported", f);
+          goto fail;
+        }
+    }
+  /* The network a RUN gets can change its result (as in BuildKit's key): a build with
+     --network none does not reuse a step that ran with the host's network. */
+  if (*net == CIMG_NET_PRIVATE)
+    sbuf_adds (keytext, " --network=none");
+  *out_rm = rm;
+  *out_n = n;
+  return 0;
+fail:
+  run_mounts_free (rm, n);
+  return -1;
+}
+
+/* Make what each mount shows, in the build's temp dir wd (or the store, for cache mounts), and
+   the stubs tree of the mount points. */
+static int
+prepare_mounts (struct bctx *b, struct state *st, const char *wd, struct run_mount *rm, size_t n,
+                const struct cimg_instruction *in, cimg_error_t *err)
+{
+  int dfd = cimg_store_dirfd (b->s);
+  for (size_t i = 0; i < n; i++)
+    {
+      struct run_mount *r = &rm[i];
+      struct cimg_build_mount *m = &r->m;
+      switch (m->type)
+        {
+        case CIMG_BUILD_MOUNT_BIND:
+          {
+            /* A copy of the source: the RUN cannot change the context or a stage through it,
+               and the writes of rw land in the copy, thrown away with it. */
+            cleanup_free char *dir = xasprintf ("%s/bind%zu", wd, i);
+            if (mkdirat (dfd, dir, 0755) < 0)
+              return cimg_error_sys (err, "mkdir %s", dir);
+            cleanup_close int dirfd = openat (dfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dirfd < 0)
+              return cimg_error_sys (err, "open %s", dir);
+            const char *src = m->source && *m->source ? m->source : ".";
+            cleanup_free char *abs = xasprintf ("/%s", src);
+            cleanup_free char *cl = clean_abs (abs);
+            int rootfd = b->ctxfd;
+            cleanup_free char *vdir = NULL;
+            cleanup_close int viewfd = -1;
+            if (m->from)
+              {
+                struct state *os = r->from_stage >= 0 ? &b->stages[r->from_stage].st : &r->other;
+                vdir = new_workdir (b, err);
+                if (vdir == NULL)
+                  return -1;
+                viewfd = mount_view (b, os->layers, os->n_layers, vdir, err);
+                if (viewfd < 0)
+                  {
+                    drop_workdir (b, vdir);
+                    return -1;
+                  }
+                rootfd = viewfd;
+              }
+            int rc = 0;
+            {
+              cleanup_close int fd = cimg_openat_in_root (rootfd, cl[1] ? cl + 1 : ".", O_PATH, 0);
+              struct stat sst;
+              if (fd < 0 || fstatat (fd, "", &sst, AT_EMPTY_PATH) < 0)
+                rc = cimg_error_sys (err, "%s:%d: RUN --mount source %s%s%s", b->df->name, in->line,
+                                     src, m->from ? " from " : "", m->from ? m->from : "");
+              else
+                {
+                  r->file = !S_ISDIR (sst.st_mode);
+                  struct copy_ctx c = { .b = b, .use_ignore = !m->from, .keep_owner = true };
+                  rc = copy_node (&c, fd, &sst, cl[1] ? cl + 1 : "", dirfd, "src", "src", err);
+                }
+            }
+            if (vdir)
+              {
+                close (viewfd);
+                viewfd = -1;
+                umount_view (b, vdir);
+                drop_workdir (b, vdir);
+              }
+            if (rc < 0)
+              return -1;
+            r->host = xasprintf ("%s/%s/src", b->rootabs, dir);
+            break;
+          }
+        case CIMG_BUILD_MOUNT_CACHE:
+          {
+            if (mkdirat (dfd, "build-cache-mounts", 0700) < 0 && errno != EEXIST)
+              return cimg_error_sys (err, "mkdir build-cache-mounts");
+            char d[CIMG_DIGEST_BUFSIZE];
+            cimg_sha256_buf (m->id, strlen (m->id), d);
+            cleanup_free char *name = xasprintf ("build-cache-mounts/%s", cimg_digest_hex (d));
+            cleanup_free char *lock = xasprintf ("%s.lock", name);
+            r->lockfd = openat (dfd, lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (r->lockfd < 0)
+              return cimg_error_sys (err, "open %s", lock);
+            int op = m->sharing == CIMG_BUILD_SHARING_SHARED   ? LOCK_SH
+                     : m->sharing == CIMG_BUILD_SHARING_LOCKED ? LOCK_EX
+                                                               : LOCK_EX | LOCK_NB;
+            if (flock (r->lockfd, op) < 0)
+              {
+                if (errno != EWOULDBLOCK)
+                  return cimg_error_sys (err, "lock %s", lock);
+                /* private, and in use: this RUN gets an empty cache of its own. */
+                close (r->lockfd);
+                r->lockfd = -1;
+                free (name);
+                name = xasprintf ("%s/cache%zu", wd, i);
+              }
+            if (mkdirat (dfd, name, 0700) == 0)
+              {
+                /* uid, gid and mode apply when the cache is made, as BuildKit's. */
+                if (fchownat (dfd, name, m->uid, m->gid, 0) < 0
+                    || fchmodat (dfd, name, m->mode, 0) < 0)
+                  return cimg_error_sys (err, "cache mount %s", m->id);
+              }
+            else if (errno != EEXIST)
+              return cimg_error_sys (err, "mkdir %s", name);
+            r->host = xasprintf ("%s/%s", b->rootabs, name);
+            break;
+          }
+        case CIMG_BUILD_MOUNT_TMPFS:
+          r->host = xstrdup ("tmpfs");
+          r->data = m->size ? xasprintf ("mode=755,size=%lld", m->size) : xstrdup ("mode=755");
+          break;
+        case CIMG_BUILD_MOUNT_SECRET:
+          {
+            if (r->secret == NULL || r->dest == NULL)
+              break; /* not given and not required: not mounted, as BuildKit; or env only */
+            if (secret_fs (b, err) < 0)
+              return -1;
+            char rnd[65];
+            cimg_random_hex64 (rnd);
+            cleanup_free char *f = xasprintf ("%s/secrets/%.32s", b->tmp, rnd);
+            int fd = openat (dfd, f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0)
+              return cimg_error_sys (err, "create %s", f);
+            int w = cimg_write_all (fd, r->secret->data, r->secret->len);
+            if (w == 0 && (fchown (fd, m->uid, m->gid) < 0 || fchmod (fd, m->mode) < 0))
+              w = -1;
+            close (fd);
+            if (w < 0)
+              return cimg_error_sys (err, "secret %s", m->id);
+            r->host = xasprintf ("%s/%s", b->rootabs, f);
+            break;
+          }
+        }
+    }
+  /* The stubs: one tree for every mount point the stage lacks. */
+  cleanup_free char *stubs = xasprintf ("%s/stubs", wd);
+  if (mkdirat (dfd, stubs, 0755) < 0)
+    return cimg_error_sys (err, "mkdir %s", stubs);
+  cleanup_free char *vdir = new_workdir (b, err);
+  if (vdir == NULL)
+    return -1;
+  int rc = 0;
+  cleanup_close int viewfd = mount_view (b, st->layers, st->n_layers, vdir, err);
+  if (viewfd < 0)
+    rc = -1;
+  cleanup_close int stubfd = rc < 0 ? -1 : openat (dfd, stubs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rc == 0 && stubfd < 0)
+    rc = cimg_error_sys (err, "open %s", stubs);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    {
+      if (rm[i].host == NULL)
+        continue;
+      char *resolved = resolve_parents (viewfd, rm[i].dest);
+      free (rm[i].dest);
+      rm[i].dest = resolved;
+      rc = make_stub (viewfd, stubfd, rm[i].dest, rm[i].file, err);
+    }
+  if (viewfd >= 0)
+    {
+      close (viewfd);
+      viewfd = -1;
+      umount_view (b, vdir);
+    }
+  drop_workdir (b, vdir);
+  return rc;
+}
+
+static int
+exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruction *in,
+          char **env_exp, char **args_scope, cimg_error_t *err)
+{
+  struct run_mount *rm = NULL;
+  size_t nrm = 0;
+  enum cimg_netmode net;
+  bool insecure;
+  struct sbuf keytext = { 0 };
+  if (run_flags (b, st, si, in, env_exp, &rm, &nrm, &net, &insecure, &keytext, err) < 0)
+    {
+      free (keytext.p);
+      return -1;
+    }
+  cleanup_free char *flagtext = sbuf_steal (&keytext);
   cleanup_strv char **cmd = NULL;
+  const struct cimg_heredoc *script = NULL; /* a "#!" heredoc run as a file */
   if (in->n_heredocs)
     {
-      /* "RUN <<EOF" alone: the body is the script, run by the shell (as BuildKit does); a
-         heredoc fed to another command's stdin is not supported yet. */
+      if (in->json)
+        {
+          run_mounts_free (rm, nrm);
+          return FAIL ("RUN: a heredoc needs the shell form");
+        }
+      /* As BuildKit: "RUN <<EOF" alone runs the body as the shell's script (or, when it starts
+         with "#!", as an executable file of its own); otherwise the line and the bodies, each
+         followed by its delimiter, are the shell's script, so the shell itself feeds them to
+         the commands. */
       const char *t = in->args[0] ? in->args[0] : "";
       while (isspace ((unsigned char)*t))
         t++;
       size_t n = strcspn (t, " \t\n");
-      bool alone = in->n_heredocs == 1 && !in->json && cimg_str_has_prefix (t, "<<")
+      bool alone = in->n_heredocs == 1 && cimg_str_has_prefix (t, "<<")
                    && t[n + strspn (t + n, " \t\n")] == '\0';
-      if (!alone)
-        return FAIL ("RUN with a heredoc other than \"RUN <<EOF\" alone is not supported yet");
-      json_t *sh = json_object_get (cfg_obj (st), "Shell");
-      cmd = json_array_size (sh) ? json_strv (sh) : NULL;
-      if (cmd == NULL)
+      if (alone && cimg_str_has_prefix (in->heredocs[0].content, "#!"))
         {
-          cimg_strv_append (&cmd, "/bin/sh");
-          cimg_strv_append (&cmd, "-c");
+          script = &in->heredocs[0];
+          cleanup_free char *p = xasprintf ("/dev/pipes/%s", script->name);
+          cimg_strv_append (&cmd, p);
         }
-      cimg_strv_append (&cmd, in->heredocs[0].content);
+      else
+        {
+          json_t *sh = json_object_get (cfg_obj (st), "Shell");
+          cmd = json_array_size (sh) ? json_strv (sh) : NULL;
+          if (cmd == NULL)
+            {
+              cimg_strv_append (&cmd, "/bin/sh");
+              cimg_strv_append (&cmd, "-c");
+            }
+          if (alone)
+            cimg_strv_append (&cmd, in->heredocs[0].content);
+          else
+            {
+              struct sbuf sc = { 0 };
+              sbuf_adds (&sc, in->args[0] ? in->args[0] : "");
+              for (size_t i = 0; i < in->n_heredocs; i++)
+                sbuf_addf (&sc, "\n%s%s", in->heredocs[i].content, in->heredocs[i].name);
+              cleanup_free char *s = sbuf_steal (&sc);
+              cimg_strv_append (&cmd, s);
+            }
+        }
     }
   else
     cmd = command_of (st, in);
   cleanup_free char *shown = join_args (cmd, in->json);
-  cleanup_free char *instr = xasprintf ("RUN %s%s", in->json ? "json " : "", shown);
+  cleanup_free char *instr = xasprintf ("RUN%s %s%s%s%s", flagtext, in->json ? "json " : "", shown,
+                                        script ? "\n" : "", script ? script->content : "");
   char key[CIMG_DIGEST_BUFSIZE];
   cimg_build_cache_key (st->key, instr, args_scope, NULL, key);
   if (cache_hit (b, st, key))
-    return 0;
+    {
+      run_mounts_free (rm, nrm);
+      return 0;
+    }
 
   json_t *cc = cfg_obj (st);
   uid_t uid;
   gid_t gid;
   if (resolve_user (b, st, cimg_json_str (cc, "User"), &uid, &gid, err) < 0)
-    return cimg_error_wrap (err, "%s:%d: RUN", b->df->name, in->line);
+    {
+      run_mounts_free (rm, nrm);
+      return cimg_error_wrap (err, "%s:%d: RUN", b->df->name, in->line);
+    }
   /* Env: the config's, then the build args in scope that it does not set; PATH if none. */
   cleanup_strv char **env = json_strv (json_object_get (cc, "Env"));
   for (size_t i = 0; args_scope && args_scope[i]; i++)
@@ -1685,13 +2595,42 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
     }
   if (env_get (env, "PATH") == NULL)
     cimg_strv_append (&env, DEFAULT_PATH);
+  for (size_t i = 0; i < nrm; i++)
+    if (rm[i].m.type == CIMG_BUILD_MOUNT_SECRET && rm[i].m.env && rm[i].secret)
+      {
+        cleanup_free char *val = xstrndup (rm[i].secret->data, rm[i].secret->len);
+        env_set (&env, rm[i].m.env, val);
+        explicit_bzero (val, strlen (val));
+      }
   const char *wdir = cimg_json_str (cc, "WorkingDir");
 
   cleanup_free char *wd = new_workdir (b, err);
   if (wd == NULL)
-    return -1;
+    {
+      run_mounts_free (rm, nrm);
+      return -1;
+    }
   int rc = -1;
   cleanup_strv char **lowers = NULL;
+  /* Declared before the first goto: the cleanups run at out: on every path. */
+  cleanup_free char *upper = xasprintf ("%s/upper", wd);
+  cleanup_free char *work = xasprintf ("%s/work", wd);
+  cleanup_free char *merged = xasprintf ("%s/merged", wd);
+  cleanup_free char *script_host = NULL, *script_dest = NULL;
+  cleanup_strv char **caps = NULL;
+  struct cimg_spec_mount *mounts = xzalloc ((nrm + 3) * sizeof *mounts);
+  size_t nm = 0;
+  int dfd = cimg_store_dirfd (b->s);
+  if (nrm)
+    {
+      if (prepare_mounts (b, st, wd, rm, nrm, in, err) < 0)
+        {
+          cimg_error_wrap (err, "%s:%d: RUN --mount", b->df->name, in->line);
+          goto out;
+        }
+      cleanup_free char *stubs = xasprintf ("%s/stubs", wd);
+      cimg_strv_append (&lowers, stubs);
+    }
   for (size_t i = st->n_layers; i-- > 0;)
     {
       char *link = cimg_store_layer_link (b->s, st->layers[i].chain_id, err);
@@ -1707,10 +2646,6 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
     cleanup_free char *init = xasprintf ("%s/init", b->tmp);
     cimg_strv_append (&lowers, init);
   }
-  cleanup_free char *upper = xasprintf ("%s/upper", wd);
-  cleanup_free char *work = xasprintf ("%s/work", wd);
-  cleanup_free char *merged = xasprintf ("%s/merged", wd);
-  int dfd = cimg_store_dirfd (b->s);
   if (mkdirat (dfd, upper, 0755) < 0 || mkdirat (dfd, work, 0700) < 0
       || mkdirat (dfd, merged, 0755) < 0)
     {
@@ -1719,11 +2654,12 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
     }
   char id[65];
   cimg_random_hex64 (id);
-  cleanup_strv char **caps = cimg_caps_default ();
+  char *all[] = { "ALL", NULL };
+  caps = insecure ? cimg_caps_resolve (all, NULL, err) : cimg_caps_default ();
+  if (caps == NULL)
+    goto out;
   gid_t groups[1] = { gid };
-  struct cimg_spec_mount mounts[2];
-  size_t nm = 0;
-  if (!b->o->network_none)
+  if (net == CIMG_NET_HOST)
     {
       if (access ("/etc/resolv.conf", R_OK) == 0)
         mounts[nm++] = (struct cimg_spec_mount){ .source = "/etc/resolv.conf",
@@ -1732,8 +2668,39 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
         mounts[nm++]
             = (struct cimg_spec_mount){ .source = "/etc/hosts", .destination = "/etc/hosts" };
     }
+  if (script)
+    {
+      /* /dev is the container's own tmpfs: the script's mount point never reaches the layer. */
+      cleanup_free char *f = xasprintf ("%s/script", wd);
+      int fd = openat (dfd, f, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+      if (fd < 0 || cimg_write_all (fd, script->content, strlen (script->content)) < 0
+          || fchmod (fd, 0755) < 0)
+        {
+          cimg_error_sys (err, "%s:%d: RUN heredoc %s", b->df->name, in->line, script->name);
+          if (fd >= 0)
+            close (fd);
+          goto out;
+        }
+      close (fd);
+      script_host = xasprintf ("%s/%s", b->rootabs, f);
+      script_dest = xasprintf ("/dev/pipes/%s", script->name);
+      mounts[nm++] = (struct cimg_spec_mount){ .source = script_host,
+                                               .destination = script_dest,
+                                               .flags = MS_RDONLY };
+    }
+  for (size_t i = 0; i < nrm; i++)
+    if (rm[i].host)
+      mounts[nm++] = (struct cimg_spec_mount){
+        .source = rm[i].host,
+        .destination = rm[i].dest,
+        .type = rm[i].m.type == CIMG_BUILD_MOUNT_TMPFS ? "tmpfs" : NULL,
+        .flags = (rm[i].m.readonly || rm[i].m.type == CIMG_BUILD_MOUNT_SECRET ? MS_RDONLY : 0)
+                 | (rm[i].m.type == CIMG_BUILD_MOUNT_TMPFS ? MS_NOSUID | MS_NODEV : 0),
+        .data = rm[i].data,
+      };
   char hostname[16];
   snprintf (hostname, sizeof hostname, "%.12s", id);
+  char *none[] = { NULL };
   struct cimg_spec spec = {
     .id = id,
     .root_dirfd = dfd,
@@ -1742,7 +2709,7 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
     .work = work,
     .merged = merged,
     .hostname = hostname,
-    .network = b->o->network_none ? CIMG_NET_PRIVATE : CIMG_NET_HOST,
+    .network = net,
     .mounts = mounts,
     .n_mounts = nm,
     .process = { .args = cmd,
@@ -1753,7 +2720,10 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
                  .groups = groups,
                  .n_groups = 1 },
     .caps = caps,
-    .seccomp = true,
+    .seccomp = !insecure,
+    .privileged = insecure,
+    .masked_paths = insecure ? none : NULL,
+    .readonly_paths = insecure ? none : NULL,
   };
   struct cimg_run_result res = { 0 };
   /* RUN's output is streamed as it comes (to the caller's fd, -q: /dev/null), and its tail is
@@ -1762,6 +2732,10 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
   fflush (stdout);
   fflush (stderr);
   int r = cimg_runtime_run_captured (&spec, NULL, on_output, &ro, &res, err);
+  /* Secrets live only for the run. */
+  for (size_t i = 0; i < nrm; i++)
+    if (rm[i].m.type == CIMG_BUILD_MOUNT_SECRET && rm[i].host)
+      unlink (rm[i].host);
   if (r < 0)
     {
       cimg_error_wrap (err, "%s:%d: RUN %s", b->df->name, in->line, shown);
@@ -1807,6 +2781,8 @@ exec_run (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
   }
   rc = cache_store (b, st, key, err);
 out:
+  free (mounts);
+  run_mounts_free (rm, nrm);
   drop_workdir (b, wd);
   return rc;
 }
@@ -1841,6 +2817,117 @@ exec_arg (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
   return 0;
 }
 
+/* One instruction of a stage (or an ONBUILD trigger) on st. */
+static int
+exec_instruction (struct bctx *b, struct state *st, size_t si, const struct cimg_instruction *in,
+                  cimg_error_t *err)
+{
+  cleanup_strv char **env = expand_env (st);
+  int r;
+  if (strcmp (in->name, "arg") == 0)
+    {
+      r = exec_arg (b, st, in, env, err);
+      /* ARG changes no config; its effect reaches the keys of the steps after it. */
+      if (r == 0)
+        {
+          cleanup_free char *t = xasprintf ("ARG %s", in->text);
+          char key[CIMG_DIGEST_BUFSIZE];
+          cimg_build_cache_key (st->key, t, st->args, NULL, key);
+          snprintf (st->key, sizeof st->key, "%s", key);
+        }
+    }
+  else if (strcmp (in->name, "run") == 0)
+    r = exec_run (b, st, si, in, env, st->args, err);
+  else if (strcmp (in->name, "copy") == 0 || strcmp (in->name, "add") == 0)
+    r = exec_copy (b, st, si, in, env, st->args, err);
+  else if (strcmp (in->name, "from") == 0)
+    r = FAIL ("unexpected FROM");
+  else
+    {
+      cleanup_free char *desc = NULL;
+      json_t *saved = json_deep_copy (st->config);
+      r = exec_meta (b, st, in, env, &desc, err);
+      if (r == 0)
+        {
+          char key[CIMG_DIGEST_BUFSIZE];
+          cleanup_free char *k = desc[0] == '\001' ? xstrdup (desc + 1) : xstrdup (desc);
+          cimg_build_cache_key (st->key, k, st->args, NULL, key);
+          /* The config change is recomputed, but the cached state (with its timestamps)
+             is reused so that a rebuild gives the same image ID. */
+          json_t *changed = st->config;
+          st->config = saved;
+          saved = NULL;
+          if (cache_hit (b, st, key))
+            json_decref (changed);
+          else
+            {
+              json_decref (st->config);
+              st->config = changed;
+              cleanup_free char *hist = history_text (desc);
+              bool added = false;
+              if (strcmp (in->name, "workdir") == 0 && ensure_workdir (b, st, &added, err) < 0)
+                {
+                  cimg_error_wrap (err, "%s:%d: WORKDIR", b->df->name, in->line);
+                  return -1;
+                }
+              add_history (st, hist, !added);
+              r = cache_store (b, st, key, err);
+            }
+        }
+      json_decref (saved);
+    }
+  if (r < 0)
+    return -1;
+  out (b, " ---> %.12s\n", cimg_digest_hex (st->key));
+  return 0;
+}
+
+/* ONBUILD: the triggers of the base image run right after FROM, in order, as instructions of
+   the Dockerfile; they are then cleared from the config, so a further child does not run them
+   again (Docker's behaviour). Errors name the FROM line and the trigger. */
+static int
+run_onbuild (struct bctx *b, struct state *st, size_t si, const struct cimg_instruction *from,
+             cimg_error_t *err)
+{
+  json_t *cc = cfg_obj (st);
+  json_t *ob = json_object_get (cc, "OnBuild");
+  if (json_array_size (ob) == 0)
+    return 0;
+  json_incref (ob);
+  json_object_set_new (cc, "OnBuild", json_null ());
+  struct sbuf text = { 0 };
+  size_t i;
+  json_t *t;
+  json_array_foreach (ob, i, t) if (json_is_string (t))
+      sbuf_addf (&text, "%s\n", json_string_value (t));
+  json_decref (ob);
+  cleanup_free char *name = xasprintf ("%s:%d: ONBUILD trigger", b->df->name, from->line);
+  cleanup_free char *tx = sbuf_steal (&text);
+  cleanup_dockerfile struct cimg_dockerfile *tdf = cimg_build_parse (name, tx, strlen (tx), err);
+  if (tdf == NULL)
+    return -1;
+  out (b, "# Executing %zu build trigger%s\n", tdf->n_instrs, tdf->n_instrs == 1 ? "" : "s");
+  const struct cimg_dockerfile *saved = b->df;
+  b->df = tdf;
+  int rc = 0;
+  for (size_t k = 0; k < tdf->n_instrs && rc == 0; k++)
+    {
+      const struct cimg_instruction *in = &tdf->instrs[k];
+      if (strcmp (in->name, "from") == 0 || strcmp (in->name, "onbuild") == 0
+          || strcmp (in->name, "maintainer") == 0)
+        {
+          cleanup_free char *up = upper_name (in->name);
+          rc = FAIL ("%s isn't allowed as an ONBUILD trigger", up);
+          break;
+        }
+      cleanup_free char *up = upper_name (in->name);
+      out (b, "STEP %d/%d: %s %s (ONBUILD)\n", b->step, b->nsteps, up, in->text ? in->text : "");
+      rc = exec_instruction (b, st, si, in, err);
+    }
+  b->df = saved;
+  return rc;
+}
+
 static int
 build_stage (struct bctx *b, size_t si, cimg_error_t *err)
 {
@@ -1866,19 +2953,23 @@ build_stage (struct bctx *b, size_t si, cimg_error_t *err)
     }
   else if (strcmp (sg->base, "scratch") == 0)
     {
-      struct utsname u;
-      const char *arch = "amd64";
-      if (uname (&u) == 0 && strcmp (u.machine, "aarch64") == 0)
-        arch = "arm64";
-      st->config = json_pack ("{s:s, s:s, s:{}, s:{s:s, s:[]}, s:[]}", "architecture", arch, "os",
-                              "linux", "config", "rootfs", "type", "layers", "diff_ids", "history");
-      snprintf (st->key, sizeof st->key, "%s", "scratch");
-      cimg_build_cache_key ("scratch", arch, NULL, NULL, st->key);
+      const char *arch = sg->plat.arch;
+      st->config
+          = json_pack ("{s:s, s:s, s:{}, s:{s:s, s:[]}, s:[]}", "architecture", arch, "os",
+                       sg->plat.os, "config", "rootfs", "type", "layers", "diff_ids", "history");
+      if (sg->plat.variant[0])
+        json_object_set_new (st->config, "variant", json_string (sg->plat.variant));
+      cleanup_free char *pl = cimg_build_platform_string (&sg->plat);
+      cimg_build_cache_key ("scratch", strcmp (pl, "linux/amd64") == 0 ? arch : pl, NULL, NULL,
+                            st->key);
     }
-  else if (state_from_image_or_pull (b, st, sg->base, err) < 0)
+  else if (state_from_image_or_pull (b, st, sg->base, &sg->plat, err) < 0
+           || check_platform (st, &sg->plat, err) < 0)
     return cimg_error_wrap (err, "%s:%d: FROM %s", b->df->name, in->line, sg->base);
   out (b, " ---> %.12s\n", cimg_digest_hex (st->key));
 
+  if (ref < 0 && strcmp (sg->base, "scratch") != 0 && run_onbuild (b, st, si, in, err) < 0)
+    return -1;
   for (size_t i = sg->first + 1; i < sg->end; i++)
     {
       in = &b->df->instrs[i];
@@ -1887,63 +2978,8 @@ build_stage (struct bctx *b, size_t si, cimg_error_t *err)
         cleanup_free char *up = upper_name (in->name);
         out (b, "STEP %d/%d: %s %s\n", b->step, b->nsteps, up, in->text ? in->text : "");
       }
-      cleanup_strv char **env = expand_env (st);
-      int r;
-      if (strcmp (in->name, "arg") == 0)
-        {
-          r = exec_arg (b, st, in, env, err);
-          /* ARG changes no config; its effect reaches the keys of the steps after it. */
-          if (r == 0)
-            {
-              cleanup_free char *t = xasprintf ("ARG %s", in->text);
-              char key[CIMG_DIGEST_BUFSIZE];
-              cimg_build_cache_key (st->key, t, st->args, NULL, key);
-              snprintf (st->key, sizeof st->key, "%s", key);
-            }
-        }
-      else if (strcmp (in->name, "run") == 0)
-        r = exec_run (b, st, in, st->args, err);
-      else if (strcmp (in->name, "copy") == 0 || strcmp (in->name, "add") == 0)
-        r = exec_copy (b, st, si, in, env, st->args, err);
-      else if (strcmp (in->name, "from") == 0)
-        r = FAIL ("unexpected FROM");
-      else
-        {
-          cleanup_free char *desc = NULL;
-          json_t *saved = json_deep_copy (st->config);
-          r = exec_meta (b, st, in, env, &desc, err);
-          if (r == 0)
-            {
-              char key[CIMG_DIGEST_BUFSIZE];
-              cleanup_free char *k = desc[0] == '\001' ? xstrdup (desc + 1) : xstrdup (desc);
-              cimg_build_cache_key (st->key, k, st->args, NULL, key);
-              /* The config change is recomputed, but the cached state (with its timestamps)
-                 is reused so that a rebuild gives the same image ID. */
-              json_t *changed = st->config;
-              st->config = saved;
-              saved = NULL;
-              if (cache_hit (b, st, key))
-                json_decref (changed);
-              else
-                {
-                  json_decref (st->config);
-                  st->config = changed;
-                  cleanup_free char *hist = history_text (desc);
-                  bool added = false;
-                  if (strcmp (in->name, "workdir") == 0 && ensure_workdir (b, st, &added, err) < 0)
-                    {
-                      cimg_error_wrap (err, "%s:%d: WORKDIR", b->df->name, in->line);
-                      return -1;
-                    }
-                  add_history (st, hist, !added);
-                  r = cache_store (b, st, key, err);
-                }
-            }
-          json_decref (saved);
-        }
-      if (r < 0)
+      if (exec_instruction (b, st, si, in, err) < 0)
         return -1;
-      out (b, " ---> %.12s\n", cimg_digest_hex (st->key));
     }
   st->done = true;
   return 0;
@@ -1966,6 +3002,10 @@ setup_stages (struct bctx *b, cimg_error_t *err)
     }
   if (nmeta == df->n_instrs)
     return cimg_error_set (err, EINVAL, "%s: no build stage in current context", df->name);
+  /* BuildKit's predefined platform ARGs: in scope for FROM lines, and in a stage after a bare
+     "ARG TARGETARCH". */
+  cimg_strv_free (b->meta);
+  b->meta = cimg_build_platform_args (&b->build_plat, &b->target_plat);
   for (size_t i = 0; i < nmeta; i++)
     for (size_t k = 0; df->instrs[i].args[k]; k++)
       {
@@ -2003,10 +3043,18 @@ setup_stages (struct bctx *b, cimg_error_t *err)
                                df->instrs[i].line, df->instrs[i].args[0]);
       if (df->instrs[i].args[1])
         cur->name = xstrdup (df->instrs[i].args[2]);
+      cur->plat = b->target_plat;
       for (size_t f = 0; df->instrs[i].flags[f]; f++)
-        if (!cimg_str_has_prefix (df->instrs[i].flags[f], "--platform="))
-          return cimg_error_set (err, EINVAL, "%s:%d: unknown flag %s", df->name,
-                                 df->instrs[i].line, df->instrs[i].flags[f]);
+        {
+          const char *fl = df->instrs[i].flags[f];
+          if (!cimg_str_has_prefix (fl, "--platform="))
+            return cimg_error_set (err, EINVAL, "%s:%d: unknown flag %s", df->name,
+                                   df->instrs[i].line, fl);
+          cleanup_free char *pv = NULL;
+          if (cimg_build_expand_word (fl + 11, df->escape, b->meta, &pv, err) < 0
+              || cimg_build_platform_parse (pv, &cur->plat, err) < 0)
+            return cimg_error_wrap (err, "%s:%d: FROM --platform", df->name, df->instrs[i].line);
+        }
     }
   return 0;
 }
@@ -2023,6 +3071,22 @@ mark_needed (struct bctx *b, size_t i)
     mark_needed (b, (size_t)dep);
   for (size_t k = b->stages[i].first; k < b->stages[i].end; k++)
     {
+      /* RUN --mount=…,from=stage needs that stage too. */
+      for (size_t f = 0; b->df->instrs[k].flags[f]; f++)
+        {
+          struct cimg_build_mount m;
+          cimg_error_t e = { 0 };
+          if (!cimg_str_has_prefix (b->df->instrs[k].flags[f], "--mount=")
+              || cimg_build_mount_parse (b->df->instrs[k].flags[f] + 8, &m, &e) < 0)
+            {
+              cimg_error_clear (&e);
+              continue;
+            }
+          dep = m.from ? stage_ref (b, i, m.from) : -1;
+          cimg_build_mount_clear (&m);
+          if (dep >= 0)
+            mark_needed (b, (size_t)dep);
+        }
       const char *f = flag_value (&b->df->instrs[k], "from");
       if (f == NULL)
         continue;
@@ -2133,7 +3197,7 @@ make_tmp (struct bctx *b, cimg_error_t *err)
   if (mkdirat (dfd, b->tmp, 0700) < 0)
     return cimg_error_sys (err, "mkdir %s", b->tmp);
   static const char *const dirs[]
-      = { "empty", "init", "init/proc", "init/sys", "init/dev", "init/etc" };
+      = { "empty", "empty2", "init", "init/proc", "init/sys", "init/dev", "init/etc" };
   for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
     {
       cleanup_free char *p = xasprintf ("%s/%s", b->tmp, dirs[i]);
@@ -2200,6 +3264,12 @@ cimg_build_run (struct cimg_store *s, const struct cimg_build_opts *o,
       }
     cimg_error_clear (&e);
   }
+  cimg_build_platform_host (&b.build_plat);
+  b.target_plat = b.build_plat;
+  if (o->platform && cimg_build_platform_parse (o->platform, &b.target_plat, err) < 0)
+    goto early;
+  if (parse_secrets (&b, err) < 0)
+    goto early;
   b.rootabs = realpath (cimg_store_root (s), NULL);
   if (b.rootabs == NULL)
     {
@@ -2210,6 +3280,11 @@ cimg_build_run (struct cimg_store *s, const struct cimg_build_opts *o,
     goto early;
   if (make_tmp (&b, err) == 0)
     rc = do_build (&b, id_out, err);
+  if (b.secret_fs)
+    {
+      cleanup_free char *dir = xasprintf ("%s/%s/secrets", b.rootabs, b.tmp);
+      umount2 (dir, MNT_DETACH);
+    }
   if (b.tmp[0])
     drop_workdir (&b, b.tmp);
   *run_exit = b.run_exit;
@@ -2224,6 +3299,15 @@ early:
   free (b.stages);
   cimg_strv_free (b.meta);
   cimg_strv_free (b.consumed);
+  for (size_t i = 0; i < b.n_secrets; i++)
+    {
+      free (b.secrets[i].id);
+      if (b.secrets[i].data)
+        explicit_bzero (b.secrets[i].data, b.secrets[i].len);
+      free (b.secrets[i].data);
+    }
+  free (b.secrets);
+  free (b.secret_salt);
   cimg_dockerignore_free (b.di);
   free (b.rootabs);
   if (b.ctxfd >= 0)

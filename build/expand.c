@@ -352,7 +352,7 @@ process_stop_on (struct lex *l, int stop, bool raw_escapes, char **out_word, cha
             words_clear (&w);
           return 0;
         }
-      if (ch == '$' || (ch == '\'' || ch == '"'))
+      if (ch == '$' || (!l->o.skip_quotes && (ch == '\'' || ch == '"')))
         {
           char *tmp = NULL;
           int r = ch == '$'    ? process_dollar (l, &tmp)

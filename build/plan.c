@@ -16,25 +16,6 @@ struct stage
   bool needed;
 };
 
-/* Go's GOARCH for the host, as Docker names platforms. */
-static const char *
-host_arch (void)
-{
-  struct utsname u;
-  if (uname (&u) < 0)
-    return "amd64";
-  static const struct
-  {
-    const char *machine, *arch;
-  } map[] = { { "x86_64", "amd64" },    { "aarch64", "arm64" }, { "armv7l", "arm" },
-              { "armv6l", "arm" },      { "i686", "386" },      { "i386", "386" },
-              { "ppc64le", "ppc64le" }, { "s390x", "s390x" },   { "riscv64", "riscv64" } };
-  for (size_t i = 0; i < ARRAY_SIZE (map); i++)
-    if (strcmp (u.machine, map[i].machine) == 0)
-      return map[i].arch;
-  return "amd64";
-}
-
 static const char *
 env_get (char **env, const char *name)
 {
@@ -52,18 +33,22 @@ static int
 meta_env (const struct cimg_dockerfile *df, size_t nmeta, char *const *build_args, char ***out,
           cimg_error_t *err)
 {
-  cleanup_strv char **env = NULL;
-  const char *arch = host_arch ();
-  cleanup_free char *plat = xasprintf ("linux/%s", arch);
-  const char *predef[][2] = {
-    { "BUILDPLATFORM", plat },  { "BUILDOS", "linux" },  { "BUILDARCH", arch },
-    { "TARGETPLATFORM", plat }, { "TARGETOS", "linux" }, { "TARGETARCH", arch },
-  };
-  for (size_t i = 0; i < ARRAY_SIZE (predef); i++)
-    {
-      cleanup_free char *kv = xasprintf ("%s=%s", predef[i][0], predef[i][1]);
-      cimg_strv_append (&env, kv);
-    }
+  struct cimg_platform host;
+  cimg_build_platform_host (&host);
+  cleanup_strv char **env = cimg_build_platform_args (&host, &host);
+  /* --platform reaches the plan as TARGET* build args: a build arg naming one of the
+     predefined platform ARGs replaces it. */
+  for (size_t i = 0; build_args && build_args[i]; i++)
+    for (size_t k = 0; env[k]; k++)
+      {
+        size_t n = strcspn (env[k], "=");
+        if (strncmp (build_args[i], env[k], n + 1) == 0)
+          {
+            free (env[k]);
+            env[k] = xstrdup (build_args[i]);
+            break;
+          }
+      }
   for (size_t i = 0; i < nmeta; i++)
     {
       const struct cimg_instruction *in = &df->instrs[i];

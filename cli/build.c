@@ -18,10 +18,13 @@ cmd_build (struct cli *c, int argc, char **argv)
                                             { "dry-run", no_argument, NULL, 'd' },
                                             { "quiet", no_argument, NULL, 'q' },
                                             { "pull", no_argument, NULL, 'p' },
+                                            { "platform", required_argument, NULL, 'P' },
+                                            { "secret", required_argument, NULL, 'S' },
+                                            { "allow", required_argument, NULL, 'A' },
                                             { 0 } };
-  cleanup_strv char **tags = NULL, **args = NULL;
-  const char *file = NULL, *target = NULL, *network = NULL;
-  bool no_cache = false, dry = false, quiet = false, pull = false;
+  cleanup_strv char **tags = NULL, **args = NULL, **secrets = NULL;
+  const char *file = NULL, *target = NULL, *network = NULL, *platform = NULL;
+  bool no_cache = false, dry = false, quiet = false, pull = false, insecure = false;
   int r;
   optind = 1;
   while ((r = cli_getopt (c, argc, argv, "t:f:q", longopts)) != -1)
@@ -60,6 +63,23 @@ cmd_build (struct cli *c, int argc, char **argv)
       case 'p':
         pull = true;
         break;
+      case 'P':
+        platform = optarg;
+        break;
+      case 'S':
+        cimg_strv_append (&secrets, optarg);
+        break;
+      case 'A':
+        /* BuildKit's entitlements: only security.insecure means something without a daemon
+           (network.host is the default here already). */
+        for (char *save = NULL, *cp = strdupa (optarg), *e = strtok_r (cp, ",", &save); e;
+             e = strtok_r (NULL, ",", &save))
+          if (strcmp (e, "security.insecure") == 0)
+            insecure = true;
+          else if (strcmp (e, "network.host") != 0)
+            return cli_usage_error (
+                c, "invalid entitlement \"%s\" (security.insecure, network.host)", e);
+        break;
       case 'h':
         return 0;
       default:
@@ -72,6 +92,13 @@ cmd_build (struct cli *c, int argc, char **argv)
       && strcmp (network, "default"))
     return cli_usage_error (c, "network mode \"%s\" not supported (none, host)", network);
   cimg_error_t err = { 0 };
+  struct cimg_platform tp;
+  if (platform && cimg_build_platform_parse (platform, &tp, &err) < 0)
+    {
+      cli_usage_error (c, "%s", err.msg);
+      cimg_error_clear (&err);
+      return EXIT_USAGE;
+    }
   for (size_t i = 0; tags && tags[i]; i++)
     {
       cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tags[i], &err);
@@ -97,7 +124,20 @@ cmd_build (struct cli *c, int argc, char **argv)
       for (size_t i = 0; df->warnings[i]; i++)
         fprintf (stderr, "[WARNING]: %s\n", df->warnings[i]);
       cleanup_free char *plan = NULL;
-      if (cimg_build_plan (df, args, target, &plan, &err) < 0)
+      cleanup_strv char **pargs = NULL;
+      if (platform)
+        {
+          struct cimg_platform host;
+          cimg_build_platform_host (&host);
+          char **pa = cimg_build_platform_args (&host, &tp);
+          for (size_t i = 0; pa[i]; i++)
+            if (cimg_str_has_prefix (pa[i], "TARGET"))
+              cimg_strv_append (&pargs, pa[i]);
+          cimg_strv_free (pa);
+        }
+      for (size_t i = 0; args && args[i]; i++)
+        cimg_strv_append (&pargs, args[i]);
+      if (cimg_build_plan (df, pargs, target, &plan, &err) < 0)
         return cli_fail (&err);
       fputs (plan, stdout);
       return 0;
@@ -125,6 +165,9 @@ cmd_build (struct cli *c, int argc, char **argv)
     .target = target,
     .no_cache = no_cache,
     .pull = pull,
+    .platform = platform,
+    .secrets = secrets,
+    .allow_insecure = insecure,
     .network_none = network && strcmp (network, "none") == 0,
     .out = quiet ? NULL : stdout,
     .run_output_fd = devnull,
