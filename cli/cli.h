@@ -85,9 +85,11 @@ struct cimg_container;
 struct cimg_spec *cli_spec_from_record (struct cimg_store *s, struct cimg_container *c,
                                         void **storage);
 void cli_spec_free (void *storage);
-/* Start the container under a monitor (run -d, start); prints the ID with print_id. Returns the
+/* Start the container under a monitor (run -d, start); prints the ID with print_id. attach_fd:
+   -1, or a socket that the monitor takes as its first attached client (start -a). Returns the
    exit code for cimg (0, 125, or 126/127 when the command could not be executed). */
-int cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id);
+int cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id,
+                        int attach_fd);
 /* cli/container.c */
 int cmd_logs (struct cli *c, int argc, char **argv);
 int cmd_wait (struct cli *c, int argc, char **argv);
@@ -99,9 +101,26 @@ int cmd_container (struct cli *c, int argc, char **argv);
 int cmd_exec (struct cli *c, int argc, char **argv);
 /* inspect of containers, else of images (cmd_inspect) */
 int cmd_inspect_any (struct cli *c, int argc, char **argv);
+/* cli/container-attach.c: attach to a container's monitor on sock (cimg_monitor_attach): its
+   output to stdout/stderr until the monitor hangs up; with send_stdin the caller's stdin to it
+   (raw mode with tty and a terminal; ctrl-p ctrl-q detaches: *detached); with sig_proxy (not
+   tty) the signals cimg gets go to pid; with tty the window size follows the caller's.
+   0, or -1 with errno. */
+int cli_attach_io (int sock, pid_t pid, bool tty, bool send_stdin, bool sig_proxy, bool *detached);
+/* After cli_attach_io: the exit code the monitor recorded for the run of pid. */
+int cli_attached_exit_code (struct cimg_store *s, struct cimg_container *ctr, pid_t pid);
+int cmd_attach (struct cli *c, int argc, char **argv);
+/* cli/container-stats.c */
+int cmd_top (struct cli *c, int argc, char **argv);
+int cmd_stats (struct cli *c, int argc, char **argv);
 /* Kill the container's monitor (if any) and process, and wait until its state is recorded. */
 int cli_container_kill_all (struct cimg_store *s, struct cimg_container *ctr);
 /* cli/build.c */
 int cmd_build (struct cli *c, int argc, char **argv);
+/* cli/container-fs.c */
+int cmd_diff (struct cli *c, int argc, char **argv);
+int cmd_commit (struct cli *c, int argc, char **argv);
+int cmd_export (struct cli *c, int argc, char **argv);
+int cmd_cp (struct cli *c, int argc, char **argv);
 
 #endif

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,6 +145,25 @@ destroy_leftover_cgroup (struct cimg_container *c, cimg_error_t *err)
   return r;
 }
 
+/* pid has exited and waits to be reaped. With its monitor killed first, the container's
+   process is a zombie of init's until init reaps it, which some inits do only every few
+   seconds; its start time still matches the record meanwhile. */
+static bool
+is_zombie (pid_t pid)
+{
+  char p[64], buf[512];
+  snprintf (p, sizeof p, "/proc/%d/stat", (int)pid);
+  cleanup_close int fd = open (p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  ssize_t n = read (fd, buf, sizeof buf - 1);
+  if (n <= 0)
+    return true;
+  buf[n] = '\0';
+  const char *rp = strrchr (buf, ')');
+  return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
 int
 cli_container_kill_all (struct cimg_store *s, struct cimg_container *ctr)
 {
@@ -165,7 +185,7 @@ cli_container_kill_all (struct cimg_store *s, struct cimg_container *ctr)
           cimg_error_clear (&e);
           return 0;
         }
-      if (strcmp (cimg_container_status (ctr), "running") != 0)
+      if (strcmp (cimg_container_status (ctr), "running") != 0 || (pid > 0 && is_zombie (pid)))
         return 0;
       sleep_ms (10);
     }
@@ -177,15 +197,165 @@ cli_container_kill_all (struct cimg_store *s, struct cimg_container *ctr)
 struct log_opts
 {
   bool timestamps;
+  int64_t since_ns, until_ns; /* 0: none */
 };
 
-/* Print the complete lines of buf[0..len); returns how many bytes were used. */
+/* Go's time.ParseDuration: "10m", "1h30m", "1.5s", "300ms", signed. */
+static int
+parse_go_duration (const char *s, int64_t *ns)
+{
+  static const struct
+  {
+    const char *unit;
+    double ns;
+  } units[] = { { "ns", 1 },  { "us", 1e3 }, { "\xc2\xb5s", 1e3 }, { "ms", 1e6 },
+                { "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 } };
+  bool neg = *s == '-';
+  if (*s == '-' || *s == '+')
+    s++;
+  if (*s == '\0')
+    return -1;
+  double total = 0;
+  while (*s)
+    {
+      if (!(*s >= '0' && *s <= '9') && *s != '.')
+        return -1;
+      char *end;
+      double v = strtod (s, &end);
+      if (end == s)
+        return -1;
+      s = end;
+      size_t best = 0;
+      double mul = 0;
+      for (size_t i = 0; i < ARRAY_SIZE (units); i++)
+        {
+          size_t l = strlen (units[i].unit);
+          if (l > best && strncmp (s, units[i].unit, l) == 0)
+            best = l, mul = units[i].ns;
+        }
+      if (best == 0)
+        return -1;
+      s += best;
+      total += v * mul;
+    }
+  if (total > 9.2e18)
+    return -1;
+  *ns = (int64_t)(neg ? -total : total);
+  return 0;
+}
+
+/* "YYYY-MM-DD[THH[:MM[:SS[.frac]]]][Z|±HH:MM]" (no zone: local time, as Docker), or a Unix
+   time "SECONDS[.frac]". Nanoseconds since the epoch. */
+static int
+parse_time_ns (const char *s, int64_t *ns)
+{
+  int Y, M, D, h = 0, m = 0, sec = 0, n = 0;
+  if (sscanf (s, "%4d-%2d-%2d%n", &Y, &M, &D, &n) == 3 && n == 10)
+    {
+      const char *p = s + 10;
+      int64_t frac = 0;
+      if (*p == 'T' || *p == 't')
+        {
+          p++;
+          if (sscanf (p, "%2d%n", &h, &n) != 1 || n != 2)
+            return -1;
+          p += 2;
+          if (*p == ':')
+            {
+              if (sscanf (p + 1, "%2d%n", &m, &n) != 1 || n != 2)
+                return -1;
+              p += 3;
+              if (*p == ':')
+                {
+                  if (sscanf (p + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+                    return -1;
+                  p += 3;
+                  if (*p == '.')
+                    {
+                      int64_t scale = 100000000;
+                      for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                        frac += (*p - '0') * scale;
+                    }
+                }
+            }
+        }
+      struct tm tm = { .tm_year = Y - 1900,
+                       .tm_mon = M - 1,
+                       .tm_mday = D,
+                       .tm_hour = h,
+                       .tm_min = m,
+                       .tm_sec = sec,
+                       .tm_isdst = -1 };
+      int64_t t;
+      if (*p == '\0')
+        t = (int64_t)mktime (&tm);
+      else
+        {
+          int64_t off = 0;
+          if (*p == 'Z' || *p == 'z')
+            p++;
+          else if (*p == '+' || *p == '-')
+            {
+              int oh, om;
+              if (sscanf (p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+                return -1;
+              off = (oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+              p += 6;
+            }
+          if (*p)
+            return -1;
+          t = (int64_t)timegm (&tm) - off;
+        }
+      if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+        return -1;
+      *ns = t * 1000000000 + frac;
+      return 0;
+    }
+  if (strchr (s, '-'))
+    return -1;
+  char *end;
+  errno = 0;
+  long long whole = strtoll (s, &end, 10);
+  if (end == s || errno || whole < 0)
+    return -1;
+  int64_t frac = 0;
+  if (*end == '.')
+    {
+      int64_t scale = 100000000;
+      for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10)
+        frac += (*end - '0') * scale;
+    }
+  if (*end)
+    return -1;
+  *ns = (int64_t)whole * 1000000000 + frac;
+  return 0;
+}
+
+/* Docker's --since/--until value: a Go duration before now ("10m"), a timestamp, or a Unix
+   time. */
+static int
+parse_log_time (const char *v, int64_t *ns)
+{
+  int64_t d;
+  if (strcmp (v, "0") != 0 && parse_go_duration (v, &d) == 0)
+    {
+      struct timespec now;
+      clock_gettime (CLOCK_REALTIME, &now);
+      *ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - d;
+      return 0;
+    }
+  return parse_time_ns (v, ns);
+}
+
+/* Print the complete lines of buf[0..len); returns how many bytes were used. *past_until is
+   set at the first record after --until (the log is in time order: nothing more to print). */
 static size_t
-print_log_lines (const char *buf, size_t len, const struct log_opts *o, int64_t skip_lines)
+print_log_lines (const char *buf, size_t len, const struct log_opts *o, int64_t skip_lines,
+                 bool *past_until)
 {
   size_t used = 0;
   int64_t line = 0;
-  while (used < len)
+  while (used < len && !*past_until)
     {
       const char *nl = memchr (buf + used, '\n', len - used);
       if (nl == NULL)
@@ -197,7 +367,22 @@ print_log_lines (const char *buf, size_t len, const struct log_opts *o, int64_t 
           cleanup_json json_t *rec = cimg_json_parse (buf + used, n, &e);
           cimg_error_clear (&e);
           json_t *log = json_object_get (rec, "log");
-          if (json_is_string (log))
+          int64_t t = 0;
+          bool in_range = true;
+          if (o->since_ns || o->until_ns)
+            {
+              const char *ts = cimg_json_str (rec, "time");
+              if (ts == NULL || parse_time_ns (ts, &t) < 0)
+                t = 0;
+              if (o->since_ns && t < o->since_ns)
+                in_range = false;
+              if (o->until_ns && t > o->until_ns)
+                {
+                  *past_until = true;
+                  break;
+                }
+            }
+          if (json_is_string (log) && in_range)
             {
               bool err = strcmp (cimg_json_str (rec, "stream") ?: "", "stderr") == 0;
               FILE *out = err ? stderr : stdout;
@@ -227,6 +412,9 @@ cmd_logs (struct cli *c, int argc, char **argv)
   static const struct option longopts[] = { { "follow", no_argument, NULL, 'f' },
                                             { "tail", required_argument, NULL, 'n' },
                                             { "timestamps", no_argument, NULL, 't' },
+                                            { "since", required_argument, NULL, 'S' },
+                                            { "until", required_argument, NULL, 'U' },
+                                            { "details", no_argument, NULL, 'D' },
                                             { 0 } };
   bool follow = false;
   int64_t tail = -1;
@@ -251,6 +439,16 @@ cmd_logs (struct cli *c, int argc, char **argv)
         break;
       case 't':
         o.timestamps = true;
+        break;
+      case 'S':
+      case 'U':
+        if (parse_log_time (optarg, r == 'S' ? &o.since_ns : &o.until_ns) < 0)
+          return cli_usage_error (c,
+                                  "invalid value \"%s\" for --%s: not a timestamp, a Unix time "
+                                  "or a duration (10m)",
+                                  optarg, r == 'S' ? "since" : "until");
+        break;
+      case 'D':
         break;
       case 'h':
         return 0;
@@ -307,10 +505,11 @@ cmd_logs (struct cli *c, int argc, char **argv)
           skip = total > tail ? total - tail : 0;
         }
       first = false;
-      size_t used = print_log_lines (buf, len, &o, skip);
+      bool past_until = false;
+      size_t used = print_log_lines (buf, len, &o, skip, &past_until);
       memmove (buf, buf + used, len - used);
       len -= used;
-      if (done)
+      if (done || past_until)
         break;
       sleep_ms (100);
     }
@@ -453,56 +652,68 @@ cmd_kill (struct cli *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- start, restart */
 
-struct fg_started
-{
-  struct cimg_store *s;
-  struct cimg_container *c;
-};
-
+/* start -a [-i]: Docker's way, a detached start with the caller attached from the first byte:
+   the monitor takes one end of a socket pair as its first client before the container runs,
+   so no output is lost, the log is written and the restart policy applies as for any start. */
 static int
-fg_on_started (void *data, pid_t pid, cimg_error_t *err)
+start_attached (struct cimg_store *s, struct cimg_container *ctr, bool interactive)
 {
-  struct fg_started *st = data;
-  return cimg_container_set_running (st->s, st->c, pid, err);
-}
-
-/* start -a: in the foreground, as cimg run without -d. */
-static int
-start_attached (struct cimg_store *s, struct cimg_container *ctr)
-{
-  void *storage = NULL;
-  struct cimg_spec *spec = cli_spec_from_record (s, ctr, &storage);
-  struct fg_started sd = { s, ctr };
-  struct cimg_run_hooks hooks = { fg_on_started, &sd };
-  struct cimg_run_result res = { 0 };
-  cimg_error_t err = { 0 };
-  int r = cimg_runtime_run (spec, &hooks, &res, &err);
-  cli_spec_free (storage);
+  int sv[2];
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    {
+      cimg_error_t err = { 0 };
+      cimg_error_sys (&err, "socketpair");
+      return cli_fail (&err);
+    }
+  int rc = cli_start_detached (s, ctr, false, sv[1]);
+  close (sv[1]);
+  if (rc != 0)
+    {
+      close (sv[0]);
+      return rc;
+    }
+  cimg_error_t e = { 0 };
+  if (cimg_container_reload (s, ctr, &e) < 0)
+    cimg_error_clear (&e);
+  pid_t pid = cimg_container_pid (ctr);
+  json_t *cfg = json_object_get (ctr->config, "Config");
+  bool tty = json_is_true (json_object_get (cfg, "Tty"));
+  bool open_stdin = json_is_true (json_object_get (cfg, "OpenStdin"));
+  bool detached;
+  int r = cli_attach_io (sv[0], pid, tty, interactive && open_stdin, true, &detached);
+  close (sv[0]);
   if (r < 0)
     {
-      cli_fail (&err);
-      return EXIT_USAGE;
+      cimg_error_sys (&e, "attach");
+      return cli_fail (&e);
     }
-  int rc;
-  if (res.exec_error)
-    {
-      fprintf (stderr, "cimg: %s\n", res.exec_message);
-      rc = res.exec_error;
-    }
-  else
-    rc = cimg_runtime_exit_code (res.status);
-  cimg_error_t e2 = { 0 };
-  if (cimg_container_set_exited (s, ctr, rc, res.oom_killed, &e2) < 0)
-    cimg_error_clear (&e2);
-  cimg_run_result_clear (&res);
-  return rc;
+  return detached ? 0 : cli_attached_exit_code (s, ctr, pid);
 }
 
 static int
-start_one (struct cimg_store *s, struct cimg_container *ctr, bool attach)
+start_one (struct cimg_store *s, struct cimg_container *ctr, bool attach, bool interactive)
 {
   cimg_error_t err = { 0 };
-  if (cimg_container_pid (ctr) > 0)
+  pid_t running = cimg_container_pid (ctr);
+  if (running > 0 && attach)
+    {
+      /* Already running: start -a attaches to it, as Docker. */
+      cleanup_close int sock = cimg_monitor_attach (s, ctr, &err);
+      if (sock < 0)
+        return cli_fail (&err);
+      json_t *cfg = json_object_get (ctr->config, "Config");
+      bool detached;
+      if (cli_attach_io (sock, running, json_is_true (json_object_get (cfg, "Tty")),
+                         interactive && json_is_true (json_object_get (cfg, "OpenStdin")), true,
+                         &detached)
+          < 0)
+        {
+          cimg_error_sys (&err, "attach");
+          return cli_fail (&err);
+        }
+      return detached ? 0 : cli_attached_exit_code (s, ctr, running);
+    }
+  if (running > 0)
     return 0; /* already running: nothing to do, as Docker */
   pid_t mpid = cimg_monitor_pid (ctr);
   if (mpid > 0)
@@ -518,7 +729,7 @@ start_one (struct cimg_store *s, struct cimg_container *ctr, bool attach)
       = json_pack ("{s:b, s:b, s:i}", "ManualStop", 0, "Restarting", 0, "MonitorPid", 0);
   if (cimg_container_update_state (s, ctr, f, &err) < 0)
     return cli_fail (&err);
-  return attach ? start_attached (s, ctr) : cli_start_detached (s, ctr, false);
+  return attach ? start_attached (s, ctr, interactive) : cli_start_detached (s, ctr, false, -1);
 }
 
 static int
@@ -526,8 +737,9 @@ start_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, vo
           cimg_error_t *err)
 {
   (void)name, (void)err;
-  /* With -a (one container) its exit code is the command's, 0 included. */
-  return start_one (s, ctr, *(bool *)data);
+  const bool *ai = data;
+  /* With -a or -i (one container) its exit code is the command's, 0 included. */
+  return start_one (s, ctr, ai[0], ai[1]);
 }
 
 int
@@ -535,7 +747,7 @@ cmd_start (struct cli *c, int argc, char **argv)
 {
   static const struct option longopts[]
       = { { "attach", no_argument, NULL, 'a' }, { "interactive", no_argument, NULL, 'i' }, { 0 } };
-  bool attach = false;
+  bool attach = false, interactive = false;
   int r;
   while ((r = cli_getopt (c, argc, argv, "ai", longopts)) != -1)
     switch (r)
@@ -544,15 +756,19 @@ cmd_start (struct cli *c, int argc, char **argv)
         attach = true;
         break;
       case 'i':
+        interactive = true;
         break;
       case 'h':
         return 0;
       default:
         return EXIT_USAGE;
       }
+  /* As Docker, -i attaches too (stdin, and the output). */
+  attach |= interactive;
   if (attach && argc - optind > 1)
     return cli_usage_error (c, "you cannot start and attach multiple containers at once");
-  return cli_each_container (c, argc, argv, !attach, start_cb, &attach);
+  bool ai[2] = { attach, interactive };
+  return cli_each_container (c, argc, argv, !attach, start_cb, ai);
 }
 
 static int
@@ -561,7 +777,7 @@ restart_cb (struct cimg_store *s, struct cimg_container *ctr, const char *name, 
 {
   if (stop_one (s, ctr, stop_signal (s, ctr), *(int64_t *)data) < 0)
     return cimg_error_set (err, ETIMEDOUT, "container %s did not stop", name);
-  return start_one (s, ctr, false);
+  return start_one (s, ctr, false, false);
 }
 
 int
@@ -671,6 +887,10 @@ cmd_container (struct cli *c, int argc, char **argv)
     { "start", cmd_start },
     { "restart", cmd_restart },
     { "exec", cmd_exec },
+    { "attach", cmd_attach },
+    { "top", cmd_top },
+    { "stats", cmd_stats },
+    { "inspect", cmd_inspect_any },
   };
   if (argc < 2 || strcmp (argv[1], "--help") == 0)
     {
@@ -802,8 +1022,6 @@ cmd_exec (struct cli *c, int argc, char **argv)
       }
   if (argc - optind < 2)
     return cli_usage_error (c, "\"%s\" requires at least 2 arguments.", c->prog);
-  if (tty)
-    return cli_usage_error (c, "-t is not supported by exec yet");
   if (workdir && workdir[0] != '/')
     return cli_usage_error (c,
                             "the working directory '%s' is invalid, it needs to be an "
@@ -880,6 +1098,7 @@ cmd_exec (struct cli *c, int argc, char **argv)
       .gid = gid,
       .groups = groups,
       .n_groups = n_groups,
+      .tty = tty,
       .stdin_open = interactive,
     },
     .caps = caps,

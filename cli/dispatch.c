@@ -150,13 +150,16 @@ static const struct cli_command system_commands[] = {
 static const struct cli_command top_commands[] = {
   { "build", cmd_build, "cimg build [OPTIONS] PATH",
     "Build an image from a Dockerfile\n\nOptions:\n"
+    "      --allow list       Allow an extra privilege: security.insecure (RUN --security)\n"
     "      --build-arg list   Set build-time variables (K=V)\n"
     "      --dry-run          Print the parsed plan and run nothing\n"
     "  -f, --file string      Name of the Dockerfile (default: PATH/Dockerfile)\n"
     "      --network string   Networking mode for RUN: host (default) or none\n"
     "      --no-cache         Do not use cache when building the image\n"
+    "      --platform string  Target platform (os/arch[/variant]): sets the TARGET* ARGs\n"
     "      --pull             Always pull the FROM images (missing ones are pulled anyway)\n"
     "  -q, --quiet            Suppress the build output and print image ID on success\n"
+    "      --secret list      Secret for RUN --mount=type=secret (id=X,src=FILE or id=X,env=VAR)\n"
     "  -t, --tag list         Name and optionally a tag (name:tag)\n"
     "      --target string    Set the target build stage to build\n" },
   { "images", cmd_images, "cimg images [OPTIONS] [REPOSITORY[:TAG]]",
@@ -253,7 +256,9 @@ static const struct cli_command top_commands[] = {
   { "logs", cmd_logs, "cimg logs [OPTIONS] CONTAINER",
     "Fetch the logs of a container\n\nOptions:\n  -f, --follow       Follow log output\n"
     "  -n, --tail string  Number of lines to show from the end of the logs (default \"all\")\n"
-    "  -t, --timestamps   Show timestamps\n" },
+    "      --since string Show logs since timestamp (2013-01-02T13:23:37Z) or relative (42m)\n"
+    "  -t, --timestamps   Show timestamps\n"
+    "      --until string Show logs before a timestamp or relative (42m)\n" },
   { "wait", cmd_wait, "cimg wait CONTAINER [CONTAINER...]",
     "Block until one or more containers stop, then print their exit codes\n" },
   { "stop", cmd_stop, "cimg stop [OPTIONS] CONTAINER [CONTAINER...]",
@@ -264,15 +269,49 @@ static const struct cli_command top_commands[] = {
     "Kill one or more running containers\n\nOptions:\n  -s, --signal string   Signal to "
     "send to the container (default \"KILL\")\n" },
   { "start", cmd_start, "cimg start [OPTIONS] CONTAINER [CONTAINER...]",
-    "Start one or more stopped containers\n\nOptions:\n  -a, --attach   Run in the "
-    "foreground: its output, its exit code\n" },
+    "Start one or more stopped containers\n\nOptions:\n  -a, --attach        Attach STDOUT/STDERR "
+    "and forward signals\n  -i, --interactive   Attach container's STDIN\n" },
+  { "attach", cmd_attach, "cimg attach [OPTIONS] CONTAINER",
+    "Attach local standard input, output, and error streams to a running container\n\n"
+    "Options:\n      --no-stdin    Do not attach STDIN\n      --sig-proxy   Proxy all received "
+    "signals to the process (default true)\n" },
+  { "top", cmd_top, "cimg top CONTAINER [ps OPTIONS]",
+    "Display the running processes of a container\n" },
+  { "stats", cmd_stats, "cimg stats [OPTIONS] [CONTAINER...]",
+    "Display a live stream of container(s) resource usage statistics\n\nOptions:\n"
+    "  -a, --all         Show all containers (default shows just running)\n"
+    "      --format      \"json\": one JSON object per container\n"
+    "      --no-stream   Disable streaming stats and only pull the first result\n"
+    "      --no-trunc    Do not truncate output\n" },
+  { "diff", cmd_diff, "cimg diff CONTAINER",
+    "Inspect changes to files or directories on a container's filesystem\n" },
+  { "commit", cmd_commit, "cimg commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+    "Create a new image from a container's changes\n\nOptions:\n"
+    "  -a, --author string    Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")\n"
+    "  -c, --change list      Apply Dockerfile instruction to the created image\n"
+    "  -m, --message string   Commit message\n"
+    "  -p, --pause            Accepted for Docker compatibility; the container is not paused\n" },
+  { "export", cmd_export, "cimg export [OPTIONS] CONTAINER",
+    "Export a container's filesystem as a tar archive\n\nOptions:\n"
+    "  -o, --output string   Write to a file, instead of STDOUT\n" },
+  { "cp", cmd_cp,
+    "cimg cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
+    "        cimg cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+    "Copy files/folders between a container and the local filesystem\n\n"
+    "Use '-' as the source to read a tar archive from stdin and extract it to a directory\n"
+    "destination in a container. Use '-' as the destination to stream a tar archive of a\n"
+    "container source to stdout.\n\nOptions:\n"
+    "  -a, --archive       Archive mode (copy all uid/gid information)\n"
+    "  -L, --follow-link   Always follow symbol link in SRC_PATH\n"
+    "  -q, --quiet         Accepted for Docker compatibility\n" },
   { "restart", cmd_restart, "cimg restart [OPTIONS] CONTAINER [CONTAINER...]",
     "Restart one or more containers\n\nOptions:\n  -t, --time int   Seconds to wait before "
     "killing it (default 10)\n" },
   { "exec", cmd_exec, "cimg exec [OPTIONS] CONTAINER COMMAND [ARG...]",
     "Execute a command in a running container\n\nOptions:\n  -d, --detach         Run the "
     "command in the background\n  -e, --env list       Set environment variables\n"
-    "  -i, --interactive    Keep STDIN open\n  -u, --user string    Username or UID "
+    "  -i, --interactive    Keep STDIN open\n  -t, --tty            Allocate a pseudo-TTY\n"
+    "  -u, --user string    Username or UID "
     "(<name|uid>[:<gid>])\n  -w, --workdir string Working directory inside the container\n" },
   { "container", cmd_container, "cimg container COMMAND",
     "Manage containers (prune, ls, rm, logs, start, stop, …)\n" },

@@ -1340,13 +1340,34 @@ struct started
 {
   struct cimg_store *s;
   struct cimg_container *c;
+  pid_t pid;
 };
 
 static int
 on_started (void *data, pid_t pid, cimg_error_t *err)
 {
   struct started *st = data;
+  st->pid = pid;
   return cimg_container_set_running (st->s, st->c, pid, err);
+}
+
+struct tee
+{
+  struct cimg_log *lg;
+  struct started *st;
+};
+
+/* A foreground run's output: to the caller's stdout or stderr at once, and to the log. When
+   the caller's reader went away (`cimg run … | head -1`), the container, which wrote to that
+   pipe itself before there was a log to copy to, would have got EPIPE and ended; it cannot see
+   that through the copy, so it is killed rather than left running for nobody. */
+static void
+tee_output (void *data, int stream, const char *buf, size_t n)
+{
+  struct tee *t = data;
+  if (cimg_write_all (stream == 2 ? 2 : 1, buf, n) < 0 && errno == EPIPE && t->st->pid > 0)
+    kill (t->st->pid, SIGKILL);
+  cimg_log_write (t->lg, stream, buf, n);
 }
 
 static void
@@ -1476,7 +1497,7 @@ cmd_run (struct cli *c, int argc, char **argv)
 
   if (o.detach)
     {
-      int drc = cli_start_detached (s, ctr, true);
+      int drc = cli_start_detached (s, ctr, true, -1);
       if (drc == EXIT_USAGE && o.rm)
         remove_quietly (s, ctr);
       return drc;
@@ -1484,10 +1505,29 @@ cmd_run (struct cli *c, int argc, char **argv)
 
   struct spec_storage st = { 0 };
   spec_from_record (s, ctr, &st);
-  struct started sd = { s, ctr };
+  struct started sd = { s, ctr, 0 };
   struct cimg_run_hooks hooks = { on_started, &sd };
   struct cimg_run_result res = { 0 };
-  r = cimg_runtime_run (&st.spec, &hooks, &res, &err);
+  /* The log is written as a monitor writes it, so that `cimg logs` works after a foreground
+     run, as in Docker. Not with --rm: the record (and its log) goes at the end anyway, and the
+     plain run keeps the container's stdio on the caller's own fds, with no copy. */
+  struct cimg_log *lg = NULL;
+  if (!o.rm)
+    {
+      lg = cimg_log_open (s, ctr->id, &err);
+      if (lg == NULL)
+        {
+          cli_fail (&err);
+          remove_quietly (s, ctr);
+          return EXIT_USAGE;
+        }
+    }
+  struct tee tee = { lg, &sd };
+  if (lg)
+    r = cimg_runtime_run_captured (&st.spec, &hooks, tee_output, &tee, &res, &err);
+  else
+    r = cimg_runtime_run (&st.spec, &hooks, &res, &err);
+  cimg_log_close (lg);
   spec_storage_clear (&st);
   int rc;
   if (r < 0)
@@ -1523,7 +1563,7 @@ cmd_run (struct cli *c, int argc, char **argv)
 }
 
 int
-cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id)
+cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print_id, int attach_fd)
 {
   struct spec_storage st = { 0 };
   spec_from_record (s, ctr, &st);
@@ -1531,7 +1571,7 @@ cli_start_detached (struct cimg_store *s, struct cimg_container *ctr, bool print
   pid_t pid;
   int exec_error;
   cleanup_free char *exec_message = NULL;
-  int r = cimg_monitor_start (s, ctr, &st.spec, &pid, &exec_error, &exec_message, &err);
+  int r = cimg_monitor_start (s, ctr, &st.spec, attach_fd, &pid, &exec_error, &exec_message, &err);
   spec_storage_clear (&st);
   if (r < 0)
     {

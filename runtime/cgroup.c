@@ -1432,3 +1432,109 @@ cimg_cgroup_destroy (struct cimg_cgroup *cg, cimg_error_t *err)
     }
   return 0;
 }
+
+/* ---------------------------------------------------------------- usage (stats, top) */
+
+/* Sum the Read and Write lines of a v1 blkio.throttle.io_service_bytes ("MAJ:MIN Read N"), or
+   the rbytes=/wbytes= fields of a v2 io.stat ("MAJ:MIN rbytes=N wbytes=N …"). */
+static void
+sum_io (const char *text, bool v2, int64_t *rd, int64_t *wr)
+{
+  for (const char *p = text; p && *p; p = strchr (p, '\n') ? strchr (p, '\n') + 1 : NULL)
+    {
+      if (v2)
+        {
+          const char *e = strchr (p, '\n');
+          size_t n = e ? (size_t)(e - p) : strlen (p);
+          cleanup_free char *line = xstrndup (p, n);
+          char *r = strstr (line, " rbytes="), *w = strstr (line, " wbytes=");
+          if (r)
+            *rd += strtoll (r + 8, NULL, 10);
+          if (w)
+            *wr += strtoll (w + 8, NULL, 10);
+          continue;
+        }
+      unsigned ma, mi;
+      char op[16];
+      long long v;
+      if (sscanf (p, "%u:%u %15s %lld", &ma, &mi, op, &v) != 4)
+        continue;
+      if (strcmp (op, "Read") == 0)
+        *rd += v;
+      else if (strcmp (op, "Write") == 0)
+        *wr += v;
+    }
+}
+
+int
+cimg_cgroup_usage (struct cimg_cgroup *cg, struct cimg_cgroup_usage *u, cimg_error_t *err)
+{
+  memset (u, 0, sizeof *u);
+  struct cimg_cgroup_stats st;
+  if (cimg_cgroup_stats (cg, &st, err) < 0)
+    return -1;
+  u->memory_usage = st.memory_usage;
+  u->memory_limit = st.memory_limit;
+  u->pids = st.pids;
+  u->cpu_usage_ns = st.cpu_usage_ns;
+  for (int i = 0; i < cg->n; i++)
+    {
+      const struct cg_dir *d = &cg->d[i];
+      int64_t v;
+      if (d->v2 && cg->mode == MODE_V2)
+        {
+          cleanup_free char *ms = read_knob (d->path, "memory.stat");
+          if (ms && keyed_value (ms, "inactive_file", &v))
+            u->memory_inactive_file = v;
+          cleanup_free char *io = read_knob (d->path, "io.stat");
+          if (io)
+            sum_io (io, true, &u->blkio_read, &u->blkio_write);
+          continue;
+        }
+      if (d->ctl & CTL_MEMORY)
+        {
+          cleanup_free char *ms = read_knob (d->path, "memory.stat");
+          if (ms && keyed_value (ms, "total_inactive_file", &v))
+            u->memory_inactive_file = v;
+        }
+      if (d->ctl & CTL_BLKIO)
+        {
+          cleanup_free char *io = read_knob (d->path, "blkio.throttle.io_service_bytes_recursive");
+          if (io == NULL)
+            io = read_knob (d->path, "blkio.throttle.io_service_bytes");
+          if (io)
+            sum_io (io, false, &u->blkio_read, &u->blkio_write);
+        }
+    }
+  return 0;
+}
+
+int
+cimg_cgroup_pids (struct cimg_cgroup *cg, pid_t **pids, size_t *n, cimg_error_t *err)
+{
+  *pids = NULL;
+  *n = 0;
+  /* Every hierarchy holds every process of the container; the unified one (or the first). */
+  const char *dir = cg->n > 0 ? cg->d[0].path : NULL;
+  for (int i = 0; i < cg->n; i++)
+    if (cg->d[i].v2)
+      dir = cg->d[i].path;
+  if (dir == NULL)
+    return cimg_error_set (err, ENOENT, "cgroup: container %s has no cgroup", cg->id);
+  cleanup_free char *procs = read_knob (dir, "cgroup.procs");
+  if (procs == NULL)
+    return cimg_error_sys (err, "cgroup: read %s/cgroup.procs", dir);
+  size_t cap = 16;
+  pid_t *v = xmalloc (cap * sizeof *v);
+  for (char *p = procs, *end; *p; p = end)
+    {
+      long pid = strtol (p, &end, 10);
+      if (end == p)
+        break;
+      if (*n == cap)
+        v = xrealloc (v, (cap *= 2) * sizeof *v);
+      v[(*n)++] = (pid_t)pid;
+    }
+  *pids = v;
+  return 0;
+}

@@ -111,6 +111,19 @@ struct cimg_cgroup_stats
   bool oom_killed; /* the OOM killer killed a process of the cgroup */
 };
 int cimg_cgroup_stats (struct cimg_cgroup *cg, struct cimg_cgroup_stats *st, cimg_error_t *err);
+/* What cimg stats shows: the stats above, the page cache that can be dropped (v1
+   total_inactive_file, v2 inactive_file: Docker's MEM USAGE is usage minus it) and the bytes
+   read and written on block devices (v1 blkio.throttle.io_service_bytes, v2 io.stat). */
+struct cimg_cgroup_usage
+{
+  int64_t memory_usage, memory_limit, memory_inactive_file;
+  int64_t pids;
+  int64_t cpu_usage_ns;
+  int64_t blkio_read, blkio_write;
+};
+int cimg_cgroup_usage (struct cimg_cgroup *cg, struct cimg_cgroup_usage *u, cimg_error_t *err);
+/* The PIDs (in cimg's PID namespace) of the processes in the cgroup; *pids is the caller's. */
+int cimg_cgroup_pids (struct cimg_cgroup *cg, pid_t **pids, size_t *n, cimg_error_t *err);
 /* Kill every process left in it (SIGKILL; freezer where available so none escapes by forking),
    wait until it is empty, and remove its directories. */
 int cimg_cgroup_destroy (struct cimg_cgroup *cg, cimg_error_t *err);

@@ -10,19 +10,27 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO ('T', 0x41)
+#endif
 
 enum
 {
   X_ERROR = 1,
   X_READY = 2,
   X_EXEC = 3,
+  X_PTY = 4, /* the pty master rides along as SCM_RIGHTS */
 };
 
 struct xmsg
@@ -39,6 +47,27 @@ xsend (int sock, int type, int code, const char *text)
   if (text)
     snprintf (m.text, sizeof m.text, "%s", text);
   while (send (sock, &m, sizeof m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
+static void
+xsend_fd (int sock, int type, int fd)
+{
+  struct xmsg m = { .type = type };
+  struct iovec iov = { &m, sizeof m };
+  union
+  {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh
+      = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+  struct cmsghdr *c = CMSG_FIRSTHDR (&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN (sizeof (int));
+  memcpy (CMSG_DATA (c), &fd, sizeof fd);
+  while (sendmsg (sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
     ;
 }
 
@@ -62,6 +91,53 @@ static const struct
   { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
 };
 
+/* In the child, in the container's mount namespace: a pty of the container's own devpts (as
+   its process got one: `tty` names /dev/pts/N inside), the controlling terminal of a new
+   session, as fds 0-2; the master goes to cimg. The window size is the caller's. */
+static int
+exec_setup_pty (int sock, const struct cimg_spec_process *p, cimg_error_t *err)
+{
+  struct winsize ws = { 0 };
+  if (ioctl (0, TIOCGWINSZ, &ws) < 0 && ioctl (1, TIOCGWINSZ, &ws) < 0)
+    memset (&ws, 0, sizeof ws);
+  if (p->rows && p->cols)
+    ws.ws_row = p->rows, ws.ws_col = p->cols;
+  int master = open ("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0)
+    return cimg_error_sys (err, "open /dev/pts/ptmx in the container");
+  int unlock = 0;
+  if (ioctl (master, TIOCSPTLCK, &unlock) < 0)
+    return cimg_error_sys (err, "unlock the pty");
+  int slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+  if (slave < 0)
+    {
+      int n;
+      char name[64];
+      if (ioctl (master, TIOCGPTN, &n) < 0)
+        return cimg_error_sys (err, "pty number");
+      snprintf (name, sizeof name, "/dev/pts/%d", n);
+      slave = open (name, O_RDWR | O_NOCTTY);
+      if (slave < 0)
+        return cimg_error_sys (err, "open %s", name);
+    }
+  if (ws.ws_row && ws.ws_col)
+    ioctl (slave, TIOCSWINSZ, &ws);
+  if (fchown (slave, p->uid, (gid_t)-1) < 0)
+    return cimg_error_sys (err, "chown the pty");
+  if (setsid () < 0)
+    return cimg_error_sys (err, "setsid");
+  if (ioctl (slave, TIOCSCTTY, 0) < 0)
+    return cimg_error_sys (err, "set the controlling terminal");
+  for (int fd = 0; fd < 3; fd++)
+    if (dup2 (slave, fd) < 0)
+      return cimg_error_sys (err, "dup2 the pty");
+  if (slave > 2)
+    close (slave);
+  xsend_fd (sock, X_PTY, master);
+  close (master);
+  return 0;
+}
+
 static _Noreturn void
 exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filter,
             struct cimg_cgroup_join *join, const int *nsfds, int sock)
@@ -81,7 +157,7 @@ exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filt
       cimg_error_sys (&err, "chdir to the container's root");
       xfail (sock, &err);
     }
-  if (!p->stdin_open)
+  if (!p->stdin_open && !(p->tty && !x->detach))
     {
       int nullfd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
       if (nullfd < 0 || dup2 (nullfd, 0) < 0)
@@ -91,6 +167,8 @@ exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filt
         }
       close (nullfd);
     }
+  if (p->tty && !x->detach && exec_setup_pty (sock, p, &err) < 0)
+    xfail (sock, &err);
   if (x->detach)
     {
       int nullfd = open ("/dev/null", O_RDWR | O_CLOEXEC);
@@ -145,6 +223,136 @@ exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filt
   _exit (code);
 }
 
+static ssize_t
+xrecv (int sock, struct xmsg *m, int *fd)
+{
+  struct iovec iov = { m, sizeof *m };
+  union
+  {
+    char buf[CMSG_SPACE (sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh
+      = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+  ssize_t n = recvmsg (sock, &mh, MSG_CMSG_CLOEXEC);
+  if (n > 0)
+    for (struct cmsghdr *c = CMSG_FIRSTHDR (&mh); c; c = CMSG_NXTHDR (&mh, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+        memcpy (fd, CMSG_DATA (c), sizeof (int));
+  return n;
+}
+
+static volatile sig_atomic_t got_winch, got_chld;
+
+static void
+on_flag (int sig)
+{
+  if (sig == SIGWINCH)
+    got_winch = 1;
+  else
+    got_chld = 1;
+}
+
+static void
+copy_winsize (int master)
+{
+  struct winsize ws;
+  if (ioctl (0, TIOCGWINSZ, &ws) == 0 || ioctl (1, TIOCGWINSZ, &ws) == 0)
+    ioctl (master, TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH to its foreground group */
+}
+
+/* exec -t: the caller's terminal in raw mode (with -i), the pty's output to stdout, stdin
+   into it, the window size after each SIGWINCH, until the process exited and what it wrote
+   is drained. The terminal is restored on the way out. */
+static void
+pty_loop (int master, pid_t pid, bool stdin_open, int *status)
+{
+  struct termios saved;
+  bool raw = false;
+  if (stdin_open && isatty (0) && tcgetattr (0, &saved) == 0)
+    {
+      struct termios t = saved;
+      cfmakeraw (&t);
+      raw = tcsetattr (0, TCSANOW, &t) == 0;
+    }
+  sigset_t block, old, during;
+  sigemptyset (&block);
+  sigaddset (&block, SIGCHLD);
+  sigaddset (&block, SIGWINCH);
+  sigprocmask (SIG_BLOCK, &block, &old);
+  during = old;
+  sigdelset (&during, SIGCHLD);
+  sigdelset (&during, SIGWINCH);
+  struct sigaction sa = { .sa_handler = on_flag }, oc, ow;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGCHLD, &sa, &oc);
+  sigaction (SIGWINCH, &sa, &ow);
+  got_winch = got_chld = 0;
+  fcntl (master, F_SETFL, fcntl (master, F_GETFL) | O_NONBLOCK);
+  bool in_open = stdin_open, out_open = true, exited = false;
+  while (out_open)
+    {
+      if (got_winch)
+        {
+          got_winch = 0;
+          copy_winsize (master);
+        }
+      if (got_chld || !exited)
+        {
+          got_chld = 0;
+          if (!exited && waitpid (pid, status, WNOHANG) == pid)
+            exited = true;
+        }
+      struct pollfd pf[2] = { { .fd = master, .events = POLLIN },
+                              { .fd = in_open && !exited ? 0 : -1, .events = POLLIN } };
+      /* Once it exited, only what the pty still holds: a process it left behind with the
+         slave open must not keep cimg waiting. */
+      struct timespec zero = { 0, 0 };
+      int r = ppoll (pf, 2, exited ? &zero : NULL, &during);
+      if (r < 0)
+        continue;
+      if (r == 0)
+        break;
+      if (pf[0].revents & (POLLIN | POLLHUP | POLLERR))
+        {
+          char buf[16384];
+          ssize_t n = read (master, buf, sizeof buf);
+          if (n > 0)
+            {
+              if (cimg_write_all (1, buf, (size_t)n) < 0)
+                (void)0; /* a reader that went away: keep draining */
+            }
+          else if (n == 0 || errno != EAGAIN)
+            out_open = false; /* EIO: every slave fd is closed */
+        }
+      if (pf[1].revents & (POLLIN | POLLHUP | POLLERR))
+        {
+          char buf[4096];
+          ssize_t n = read (0, buf, sizeof buf);
+          if (n <= 0)
+            {
+              /* EOF of the caller's stdin: the terminal's EOF character, as Docker sends. */
+              in_open = false;
+              struct termios t;
+              char eof = 4;
+              if (tcgetattr (master, &t) == 0)
+                eof = (char)t.c_cc[VEOF];
+              cimg_write_all (master, &eof, 1);
+            }
+          else
+            cimg_write_all (master, buf, (size_t)n);
+        }
+    }
+  if (!exited)
+    while (waitpid (pid, status, 0) < 0 && errno == EINTR)
+      ;
+  sigaction (SIGCHLD, &oc, NULL);
+  sigaction (SIGWINCH, &ow, NULL);
+  sigprocmask (SIG_SETMASK, &old, NULL);
+  if (raw)
+    tcsetattr (0, TCSANOW, &saved);
+}
+
 static volatile sig_atomic_t exec_child_pid;
 
 static void
@@ -160,12 +368,11 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   memset (res, 0, sizeof *res);
   if (x->process.args == NULL || x->process.args[0] == NULL)
     return cimg_error_set (err, EINVAL, "no command specified");
-  if (x->process.tty)
-    return cimg_error_set (err, ENOTSUP, "exec -t is not supported yet");
 
   int nsfds[ARRAY_SIZE (child_ns)];
   int pidns = -1, ownpidns = -1, ret = -1;
   int sv[2] = { -1, -1 };
+  int master = -1;
   struct cimg_cgroup_join join = { .into_fd = -1 };
   struct cimg_cgroup *cg = NULL;
   cleanup_seccomp_prog struct cimg_seccomp_prog *filter = NULL;
@@ -217,6 +424,14 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   if (ownpidns < 0)
     {
       cimg_error_sys (err, "open /proc/self/ns/pid");
+      goto out;
+    }
+  /* Until it execs, the child is a copy of cimg inside the container's PID namespace: a
+     process of the container could open its /proc/PID/exe (the first step of CVE-2019-5736).
+     Non-dumpable, that is refused to anyone without CAP_SYS_PTRACE over us; execve resets it. */
+  if (prctl (PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    {
+      cimg_error_sys (err, "prctl PR_SET_DUMPABLE");
       goto out;
     }
   if (setns (pidns, CLONE_NEWPID) < 0)
@@ -278,7 +493,12 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   for (;;)
     {
       struct xmsg m;
-      ssize_t n = recv (sv[0], &m, sizeof m, 0);
+      int fd = -1;
+      ssize_t n = xrecv (sv[0], &m, &fd);
+      if (fd >= 0 && m.type == X_PTY && master < 0)
+        master = fd;
+      else if (fd >= 0)
+        close (fd);
       if (n < 0 && (errno == EINTR || errno == ECONNRESET))
         continue;
       if (n <= 0)
@@ -318,8 +538,11 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   else
     {
       int st = 0;
-      while (waitpid (pid, &st, 0) < 0 && errno == EINTR)
-        ;
+      if (master >= 0 && !res->exec_error)
+        pty_loop (master, pid, x->process.stdin_open, &st);
+      else
+        while (waitpid (pid, &st, 0) < 0 && errno == EINTR)
+          ;
       res->status = st;
       ret = 0;
     }
@@ -339,6 +562,8 @@ out:
     close (sv[0]);
   if (sv[1] >= 0)
     close (sv[1]);
+  if (master >= 0)
+    close (master);
   cimg_cgroup_join_clear (&join);
   cimg_cgroup_free (cg);
   return ret;

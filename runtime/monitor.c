@@ -1,14 +1,19 @@
 /* The monitor of a detached container: double-forked from cimg (no shell, no re-exec), it is
-   the container's parent for as long as the container lives, holds its output, writes the log,
-   records its state and applies the restart policy. See docs/runtime.md. */
+   the container's parent for as long as the container lives, holds its output (and its stdin
+   with -i) for attached clients, writes the log, records its state and applies the restart
+   policy. See docs/runtime.md. */
 #include "runtime/monitor.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,7 +69,7 @@ cimg_monitor_pid (const struct cimg_container *c)
 
 #define LINE_MAX_BYTES 16384
 
-struct logger
+struct cimg_log
 {
   int fd; /* ctr.log, O_APPEND */
   char buf[2][LINE_MAX_BYTES];
@@ -74,7 +79,7 @@ struct logger
 /* One record: {"log":"…","stream":"stdout","time":"…"}, as Docker's json-file driver. Bytes that
    are not UTF-8 are written as '?', so that every line is valid JSON. */
 static void
-log_record (struct logger *lg, int stream, const char *text, size_t n)
+log_record (struct cimg_log *lg, int stream, const char *text, size_t n)
 {
   json_t *str = json_stringn (text, n);
   if (str == NULL)
@@ -106,10 +111,10 @@ log_record (struct logger *lg, int stream, const char *text, size_t n)
   free (withnl);
 }
 
-static void
-on_output (void *data, int stream, const char *buf, size_t n)
+void
+cimg_log_write (void *data, int stream, const char *buf, size_t n)
 {
-  struct logger *lg = data;
+  struct cimg_log *lg = data;
   int k = stream == 2 ? 1 : 0;
   for (size_t i = 0; i < n; i++)
     {
@@ -123,7 +128,7 @@ on_output (void *data, int stream, const char *buf, size_t n)
 }
 
 static void
-log_flush (struct logger *lg)
+log_flush (struct cimg_log *lg)
 {
   for (int k = 0; k < 2; k++)
     if (lg->len[k])
@@ -133,13 +138,334 @@ log_flush (struct logger *lg)
       }
 }
 
+static int
+open_log (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  cleanup_free char *logp = xasprintf ("containers/%s/ctr.log", id);
+  int fd = openat (cimg_store_dirfd (s), logp,
+                   O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return cimg_error_sys (err, "open %s", logp);
+  return fd;
+}
+
+struct cimg_log *
+cimg_log_open (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  int fd = open_log (s, id, err);
+  if (fd < 0)
+    return NULL;
+  struct cimg_log *lg = xmalloc (sizeof *lg);
+  lg->fd = fd;
+  lg->len[0] = lg->len[1] = 0;
+  return lg;
+}
+
+void
+cimg_log_close (struct cimg_log *lg)
+{
+  if (lg == NULL)
+    return;
+  log_flush (lg);
+  close (lg->fd);
+  free (lg);
+}
+
+/* ---------------------------------------------------------------- attach */
+
+/* The monitor's only thread is in the runtime's wait loop while the container runs, so the
+   clients of containers/<id>/attach.sock are served by signal-driven I/O: the listening
+   socket, each client and the container's stdin pipe are O_ASYNC, and the SIGIO handler
+   accepts, reads what clients send and copies it into the container's stdin, until every
+   call would block. The main thread sends the output to them (hook_output), with SIGIO
+   blocked while it touches the client list. Not a thread: the container's process is cloned
+   from the monitor with fork semantics, and the copy of a multi-threaded process keeps for
+   ever any lock (malloc's, stdio's, glibc's set*id) another thread held at that instant. The
+   handler makes system calls only (async-signal-safe). */
+#define MAX_CLIENTS 32
+
+struct attach_srv
+{
+  int listen_fd;
+  int stdin_w;     /* write end of the container's stdin; -1: not -i (or closed) */
+  bool stdin_once; /* Config.StdinOnce: a client's EOF closes the container's stdin */
+  int n;
+  struct
+  {
+    int fd;
+    bool input_done;   /* its EOF was read */
+    char pend[4096];   /* read from it, not yet written to a full stdin pipe */
+    size_t npend, off; /* (a pipe that fills up keeps the rest in the client's socket) */
+  } c[MAX_CLIENTS];
+};
+
+static struct attach_srv srv = { .listen_fd = -1, .stdin_w = -1 };
+
+static void
+set_async (int fd)
+{
+  fcntl (fd, F_SETOWN, getpid ());
+  fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_ASYNC | O_NONBLOCK);
+}
+
+static void
+srv_add (int fd)
+{
+  if (srv.n >= MAX_CLIENTS)
+    {
+      close (fd);
+      return;
+    }
+  set_async (fd);
+  srv.c[srv.n].fd = fd;
+  srv.c[srv.n].input_done = false;
+  srv.c[srv.n].npend = srv.c[srv.n].off = 0;
+  srv.n++;
+}
+
+static void
+srv_remove_at (int i)
+{
+  close (srv.c[i].fd);
+  srv.c[i] = srv.c[--srv.n];
+}
+
+static void
+close_stdin (void)
+{
+  if (srv.stdin_w >= 0)
+    close (srv.stdin_w);
+  srv.stdin_w = -1;
+}
+
+/* Move what client i sent into the container's stdin; false when it is to be removed. */
+static bool
+pump_client (int i)
+{
+  for (;;)
+    {
+      if (srv.c[i].off < srv.c[i].npend)
+        {
+          if (srv.stdin_w < 0)
+            srv.c[i].off = srv.c[i].npend; /* no stdin (any more): dropped */
+          else
+            {
+              ssize_t w = write (srv.stdin_w, srv.c[i].pend + srv.c[i].off,
+                                 srv.c[i].npend - srv.c[i].off);
+              if (w < 0 && errno == EINTR)
+                continue;
+              if (w < 0 && errno == EAGAIN)
+                return true; /* SIGIO again once the container read some */
+              if (w <= 0)
+                close_stdin ();
+              else
+                srv.c[i].off += (size_t)w;
+              continue;
+            }
+        }
+      srv.c[i].off = srv.c[i].npend = 0;
+      if (srv.c[i].input_done)
+        return true;
+      ssize_t r = read (srv.c[i].fd, srv.c[i].pend, sizeof srv.c[i].pend);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0)
+        return errno == EAGAIN;
+      if (r == 0)
+        {
+          /* EOF of its input; it may still read the output. */
+          srv.c[i].input_done = true;
+          if (srv.stdin_once)
+            close_stdin ();
+          return true;
+        }
+      srv.c[i].npend = (size_t)r;
+    }
+}
+
+static void
+on_sigio (int sig)
+{
+  (void)sig;
+  int saved = errno;
+  for (;;)
+    {
+      int fd = accept4 (srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+      if (fd < 0)
+        break;
+      srv_add (fd);
+    }
+  for (int i = 0; i < srv.n;)
+    {
+      if (pump_client (i))
+        i++;
+      else
+        srv_remove_at (i);
+    }
+  errno = saved;
+}
+
+static void
+block_sigio (bool on, sigset_t *old)
+{
+  sigset_t m;
+  sigemptyset (&m);
+  sigaddset (&m, SIGIO);
+  sigprocmask (on ? SIG_BLOCK : SIG_SETMASK, on ? &m : old, on ? old : NULL);
+}
+
+/* All of buf to a non-blocking socket, waiting for room at most 2 s in all: a client that does
+   not read is dropped rather than stall the container. */
+static int
+send_all (int fd, const void *buf, size_t n, int64_t *budget_ms)
+{
+  const char *p = buf;
+  while (n > 0)
+    {
+      ssize_t w = send (fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0)
+        {
+          p += w;
+          n -= (size_t)w;
+          continue;
+        }
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w < 0 && errno == EAGAIN && *budget_ms > 0)
+        {
+          struct pollfd pf = { .fd = fd, .events = POLLOUT };
+          struct timespec t0, t1;
+          clock_gettime (CLOCK_MONOTONIC, &t0);
+          poll (&pf, 1, (int)*budget_ms);
+          clock_gettime (CLOCK_MONOTONIC, &t1);
+          *budget_ms -= (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 + 1;
+          continue;
+        }
+      return -1;
+    }
+  return 0;
+}
+
+/* Send one frame to every client; a client that fails (gone, or not reading) is dropped. */
+static void
+srv_broadcast (int stream, const char *buf, size_t n)
+{
+  if (srv.listen_fd < 0 || srv.n == 0)
+    return;
+  sigset_t old;
+  block_sigio (true, &old);
+  unsigned char h[CIMG_ATTACH_HEADER] = { (unsigned char)stream,
+                                          0,
+                                          0,
+                                          0,
+                                          (unsigned char)(n >> 24),
+                                          (unsigned char)(n >> 16),
+                                          (unsigned char)(n >> 8),
+                                          (unsigned char)n };
+  for (int i = 0; i < srv.n;)
+    {
+      int64_t budget = 2000;
+      if (send_all (srv.c[i].fd, h, sizeof h, &budget) < 0
+          || send_all (srv.c[i].fd, buf, n, &budget) < 0)
+        srv_remove_at (i);
+      else
+        i++;
+    }
+  block_sigio (false, &old);
+}
+
+/* The container exited: every client gets EOF (after the exit was recorded). */
+static void
+srv_hangup (void)
+{
+  sigset_t old;
+  block_sigio (true, &old);
+  while (srv.n > 0)
+    srv_remove_at (0);
+  block_sigio (false, &old);
+}
+
+/* Serve the socket (and stdin_w) from now on. */
+static void
+srv_start (void)
+{
+  struct sigaction sa = { .sa_handler = on_sigio, .sa_flags = SA_RESTART };
+  sigfillset (&sa.sa_mask);
+  sigaction (SIGIO, &sa, NULL);
+  set_async (srv.listen_fd);
+  if (srv.stdin_w >= 0)
+    set_async (srv.stdin_w);
+  for (int i = 0; i < srv.n; i++)
+    set_async (srv.c[i].fd);
+  /* Whatever arrived before the handler was there. */
+  raise (SIGIO);
+}
+
+/* A path naming a file in dirfd that fits a sockaddr_un whatever the store's path. */
+static void
+sock_addr (int dirfd, struct sockaddr_un *sa)
+{
+  memset (sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  snprintf (sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/attach.sock", dirfd);
+}
+
+static int
+srv_listen (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  cleanup_free char *dir = xasprintf ("containers/%s", id);
+  cleanup_close int dfd
+      = openat (cimg_store_dirfd (s), dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0)
+    return cimg_error_sys (err, "open %s", dir);
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return cimg_error_sys (err, "socket");
+  struct sockaddr_un sa;
+  sock_addr (dfd, &sa);
+  unlinkat (dfd, "attach.sock", 0);
+  /* Only root (the owner) may connect: the container's stdin and output. */
+  mode_t old = umask (077);
+  int r = bind (fd, (struct sockaddr *)&sa, sizeof sa);
+  umask (old);
+  if (r < 0 || listen (fd, 16) < 0)
+    {
+      cimg_error_sys (err, "listen on %s/attach.sock", dir);
+      close (fd);
+      return -1;
+    }
+  return fd;
+}
+
+int
+cimg_monitor_attach (struct cimg_store *s, const struct cimg_container *c, cimg_error_t *err)
+{
+  cleanup_free char *dir = xasprintf ("containers/%s", c->id);
+  cleanup_close int dfd
+      = openat (cimg_store_dirfd (s), dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0)
+    return cimg_error_sys (err, "open %s", dir);
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return cimg_error_sys (err, "socket");
+  struct sockaddr_un sa;
+  sock_addr (dfd, &sa);
+  if (connect (fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    {
+      cimg_error_sys (err, "attach to container %.12s: connect to its monitor", c->id);
+      close (fd);
+      return -1;
+    }
+  return fd;
+}
+
 /* ---------------------------------------------------------------- the monitor */
 
 struct mon
 {
   struct cimg_store *s;
   struct cimg_container *c;
-  struct logger *lg;
+  struct cimg_log *lg;
   int status_fd; /* to the caller, until the first start: "R<pid>", "X<code>:<msg>", "E<msg>" */
 };
 
@@ -173,6 +499,8 @@ on_started (void *data, pid_t pid, cimg_error_t *err)
   if (cimg_container_set_running (m->s, m->c, pid, err) < 0)
     return -1;
   report (m, "R%d", (int)pid);
+  /* What the setup allocated and freed goes back to the kernel (docs/runtime.md, memory). */
+  malloc_trim (0);
   return 0;
 }
 
@@ -180,7 +508,8 @@ static void
 hook_output (void *data, int stream, const char *buf, size_t n)
 {
   struct mon *m = data;
-  on_output (m->lg, stream, buf, n);
+  srv_broadcast (stream, buf, n);
+  cimg_log_write (m->lg, stream, buf, n);
 }
 
 static bool
@@ -291,6 +620,7 @@ monitor_main (struct mon *m, const struct cimg_spec *spec)
           forget_error (&e);
           _exit (0);
         }
+      srv_hangup ();
       if (!again)
         break;
       /* Docker's back-off: 100 ms, doubled after each restart of a container that ran for less
@@ -322,7 +652,8 @@ monitor_main (struct mon *m, const struct cimg_spec *spec)
   _exit (0);
 }
 
-/* Keep only the fds the monitor needs: the store, the log and the status pipe. */
+/* Keep only the fds the monitor needs: the store, the log, the status pipe, the attach socket,
+   the container's stdin and a first client (-1: none). */
 static void
 close_other_fds (const int *keep, size_t n)
 {
@@ -339,21 +670,45 @@ close_other_fds (const int *keep, size_t n)
     }
 }
 
+/* In the monitor: the memory it inherited from the cimg that forked it is private to it once
+   that cimg exits; most of the heap is free chunks of what the command allocated on its way
+   here, which malloc_trim hands back. Allocations of the monitor's own are small; a lower
+   mmap threshold keeps a large transient one (a long log line) out of the heap. */
+static void
+shrink_memory (void)
+{
+  mallopt (M_MMAP_THRESHOLD, 64 * 1024);
+  mallopt (M_TRIM_THRESHOLD, 64 * 1024);
+  malloc_trim (0);
+}
+
 int
 cimg_monitor_start (struct cimg_store *s, struct cimg_container *c, const struct cimg_spec *spec,
-                    pid_t *pid, int *exec_error, char **exec_message, cimg_error_t *err)
+                    int attach_fd, pid_t *pid, int *exec_error, char **exec_message,
+                    cimg_error_t *err)
 {
   *pid = 0;
   *exec_error = 0;
   *exec_message = NULL;
-  cleanup_free char *logp = xasprintf ("containers/%s/ctr.log", c->id);
-  cleanup_close int logfd = openat (cimg_store_dirfd (s), logp,
-                                    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+  cleanup_close int logfd = open_log (s, c->id, err);
   if (logfd < 0)
-    return cimg_error_sys (err, "open %s", logp);
+    return -1;
+  cleanup_close int lfd = srv_listen (s, c->id, err);
+  if (lfd < 0)
+    return -1;
+  /* The container's stdin with -i: the monitor keeps the write end for the clients. */
+  int inp[2] = { -1, -1 };
+  if (spec->process.stdin_open && pipe2 (inp, O_CLOEXEC) < 0)
+    return cimg_error_sys (err, "pipe");
   int sp[2];
   if (pipe2 (sp, O_CLOEXEC) < 0)
-    return cimg_error_sys (err, "pipe");
+    {
+      int e = errno;
+      if (inp[0] >= 0)
+        close (inp[0]), close (inp[1]);
+      errno = e;
+      return cimg_error_sys (err, "pipe");
+    }
   fflush (stdout);
   fflush (stderr);
   pid_t a = fork ();
@@ -361,6 +716,8 @@ cimg_monitor_start (struct cimg_store *s, struct cimg_container *c, const struct
     {
       close (sp[0]);
       close (sp[1]);
+      if (inp[0] >= 0)
+        close (inp[0]), close (inp[1]);
       return cimg_error_sys (err, "fork");
     }
   if (a == 0)
@@ -373,9 +730,10 @@ cimg_monitor_start (struct cimg_store *s, struct cimg_container *c, const struct
       if (b != 0)
         _exit (b < 0 ? 1 : 0);
       int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
-      if (null < 0 || dup2 (null, 0) < 0 || dup2 (null, 1) < 0 || dup2 (null, 2) < 0)
+      if (null < 0 || dup2 (inp[0] >= 0 ? inp[0] : null, 0) < 0 || dup2 (null, 1) < 0
+          || dup2 (null, 2) < 0)
         _exit (1);
-      int keep[] = { cimg_store_dirfd (s), logfd, sp[1] };
+      int keep[] = { cimg_store_dirfd (s), logfd, sp[1], lfd, inp[1], attach_fd };
       close_other_fds (keep, ARRAY_SIZE (keep));
       if (chdir ("/") < 0)
         _exit (1);
@@ -385,11 +743,21 @@ cimg_monitor_start (struct cimg_store *s, struct cimg_container *c, const struct
       sigset_t none;
       sigemptyset (&none);
       sigprocmask (SIG_SETMASK, &none, NULL);
-      static struct logger lg;
+      shrink_memory ();
+      static struct cimg_log lg;
       lg.fd = logfd;
+      srv.listen_fd = lfd;
+      srv.stdin_w = inp[1];
+      srv.stdin_once
+          = json_is_true (json_object_get (json_object_get (c->config, "Config"), "StdinOnce"));
+      if (attach_fd >= 0)
+        srv_add (attach_fd);
+      srv_start ();
       struct mon m = { .s = s, .c = c, .lg = &lg, .status_fd = sp[1] };
       monitor_main (&m, spec);
     }
+  if (inp[0] >= 0)
+    close (inp[0]), close (inp[1]);
   close (sp[1]);
   int st;
   while (waitpid (a, &st, 0) < 0 && errno == EINTR)

@@ -151,7 +151,7 @@ struct cimg_exec_spec
   pid_t pid;       /* the container's process (its PID 1), in the caller's PID namespace */
   const char *id;  /* the container's ID: its cgroup */
   int store_dirfd; /* for the compiled seccomp profile's cache; -1: none */
-  struct cimg_spec_process process; /* tty is not supported */
+  struct cimg_spec_process process; /* tty: a pty of the container's devpts */
   char *const *caps;
   bool seccomp;
   const char *seccomp_profile; /* as in struct cimg_spec */

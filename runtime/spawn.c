@@ -202,17 +202,22 @@ setup_pty (int sock, const struct cimg_spec_process *p, const struct winsize *ws
   return 0;
 }
 
+/* Raw system calls, not glibc's wrappers: the child is cloned with fork semantics from a
+   caller that may have threads (a monitor's, a layer sink's), and glibc's setgroups/setres*id
+   then signal every thread of the copied thread list and wait for them for ever (a detached
+   `cimg run` hung in setxid_mark_thread). The kernel calls change only this thread, which is
+   the whole process here. */
 static int
 switch_user (const struct cimg_spec_process *p, cimg_error_t *err)
 {
-  if (setgroups (p->n_groups, p->groups) < 0)
+  if (syscall (SYS_setgroups, p->n_groups, p->groups) < 0)
     return cimg_error_sys (err, "setgroups");
-  if (setresgid (p->gid, p->gid, p->gid) < 0)
+  if (syscall (SYS_setresgid, p->gid, p->gid, p->gid) < 0)
     return cimg_error_sys (err, "setgid %u", (unsigned)p->gid);
   /* Keep the permitted set across setuid so that cimg_caps_apply can still choose it. */
   if (prctl (PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
     return cimg_error_sys (err, "PR_SET_KEEPCAPS");
-  if (setresuid (p->uid, p->uid, p->uid) < 0)
+  if (syscall (SYS_setresuid, p->uid, p->uid, p->uid) < 0)
     return cimg_error_sys (err, "setuid %u", (unsigned)p->uid);
   if (prctl (PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
     return cimg_error_sys (err, "PR_SET_KEEPCAPS");
@@ -352,6 +357,12 @@ child_main (const struct cimg_spec *spec, const struct cimg_seccomp_prog *filter
   /* Die with cimg (a foreground run has nobody else to reap or kill it). Set after the user
      switch, which clears it. */
   prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  /* cimg may have died before that (a build killed while its RUN step started): then no signal
+     comes, and a "go" it sent may still wait in the socket. Nobody holds the socket's other end
+     any more. (getppid () cannot tell: in a new PID namespace it is always 0.) */
+  struct pollfd pf = { .fd = sock, .events = POLLRDHUP };
+  if (poll (&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+    _exit (1);
 
   /* cimg's blocked signals and ignored dispositions must not leak into the container. */
   for (int sig = 1; sig < NSIG; sig++)

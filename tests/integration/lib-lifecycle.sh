@@ -85,7 +85,11 @@ field() {
   jq -r ".$2" "$CIMG_ROOT/containers/$1/state.json"
 }
 
-# pid_alive PID
+# pid_alive PID: PID runs (a zombie, which has exited and waits for its parent or init to reap
+# it, does not count).
 pid_alive() {
-  [ -n "$1" ] && [ "$1" -gt 0 ] && kill -0 "$1" 2>/dev/null
+  [ -n "$1" ] && [ "$1" -gt 0 ] && kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
