@@ -38,6 +38,36 @@ collect_image (struct cimg_store *s, const char *id, struct live *l, bool verify
   if (rec == NULL)
     return cimg_error_wrap (err, "image %s: record", id);
   add_unique (&l->blobs, cimg_json_str (rec, "manifest_digest"));
+  /* Every manifest the image is known through (store/image.h) keeps itself and its layer
+     blobs: a push of the tag that came with it needs them. The newest one's layers are in the
+     record; the others' are read from the manifests themselves. */
+  size_t mi;
+  json_t *mv;
+  json_array_foreach (json_object_get (rec, "manifests"), mi, mv)
+  {
+    const char *md = cimg_json_str (mv, "digest");
+    if (md == NULL || !cimg_digest_valid (md) || cimg_strv_contains (l->blobs, md))
+      continue;
+    add_unique (&l->blobs, md);
+    cleanup_free char *mb = NULL;
+    size_t mlen;
+    cimg_error_t merr = { 0 };
+    if (cimg_store_read_blob (s, md, CIMG_MAX_METADATA, &mb, &mlen, &merr) < 0)
+      {
+        cimg_error_clear (&merr);
+        continue;
+      }
+    cleanup_json json_t *m = cimg_json_parse (mb, mlen, &merr);
+    cimg_error_clear (&merr);
+    size_t li;
+    json_t *lv;
+    json_array_foreach (json_object_get (m, "layers"), li, lv)
+    {
+      const char *ld = cimg_json_str (lv, "digest");
+      if (ld && cimg_digest_valid (ld))
+        add_unique (&l->blobs, ld);
+    }
+  }
   int rc = 0;
   size_t i;
   json_t *v;
@@ -113,6 +143,24 @@ drop (struct cimg_store *s, const char *dir, const char *name, bool fix, struct 
     return 0;
   cleanup_free char *p = xasprintf ("%s/%s", dir, name);
   int64_t bytes = cimg_disk_usage_at (s->dirfd, p);
+  /* Renamed out of the way first: a removal cut short (a kill) leaves a name that is debris by
+     its form, never a half-deleted layer or record under its real name, which check would
+     take for a damaged one. */
+  if (!is_debris_name (name))
+    {
+      char *tmp = xasprintf ("%s/%s.tmp-rm-%ld", dir, name, (long)getpid ());
+      if (renameat (s->dirfd, p, s->dirfd, tmp) == 0)
+        {
+          free (p);
+          p = tmp;
+        }
+      else
+        {
+          free (tmp);
+          if (errno == ENOENT)
+            return 0;
+        }
+    }
   if (cimg_rm_rf_at (s->dirfd, p, err) < 0)
     return -1;
   if (r)
@@ -161,12 +209,57 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
       *counter = c->r ? &c->r->blobs : scratch;
       return hex && cimg_strv_contains (c->l->blobs, d) ? NULL : "blob no image uses";
     }
+  if (strcmp (dir, "containers") == 0)
+    {
+      /* config.json is written last at creation and removed first by rm: without it, a
+         record is a create or rm cut short (both run under the store lock check takes). */
+      if (is_debris_name (name))
+        return "unfinished removal";
+      cleanup_free char *p = xasprintf ("containers/%s/config.json", name);
+      struct stat st;
+      if (!hex || fstatat (c->s->dirfd, p, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return NULL;
+      return "container record cut short (no config.json)";
+    }
   if (strcmp (dir, "images") == 0)
     return hex && json_object_get (json_object_get (c->idx, "images"), d)
                ? NULL
                : "image record not in the index";
-  /* the store root */
+  /* the store root, and build-cache/ (build/cache.c: its records are written atomically by a
+     build, which holds the store lock) */
   return is_debris_name (name) ? "unfinished write" : NULL;
+}
+
+/* Inside each container's directory, the scratch directories of a writer cut short (commit's
+   shadow tree, commit.tmp-*). Only directories: a detached container's monitor writes
+   state.json atomically (state.json.tmp-*) without the store lock, so a temporary file there may
+   belong to a live write. Writers of these directories hold the store lock, check the
+   exclusive one. */
+static int
+sweep_containers (struct cimg_store *s, bool fix, struct problems *pr, cimg_error_t *err)
+{
+  cleanup_dir DIR *d = open_dir (s, "containers");
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    {
+      if (!cimg_hex64_valid (e->d_name))
+        continue;
+      cleanup_free char *dir = xasprintf ("containers/%s", e->d_name);
+      cleanup_dir DIR *cd = open_dir (s, dir);
+      struct dirent *ce;
+      while (cd && (ce = readdir (cd)))
+        {
+          struct stat st;
+          if (!is_debris_name (ce->d_name)
+              || fstatat (dirfd (cd), ce->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+              || !S_ISDIR (st.st_mode))
+            continue;
+          problem (pr, true, "%s/%s: unfinished write", dir, ce->d_name);
+          if (fix && cimg_rm_rf_at (dirfd (cd), ce->d_name, err) < 0)
+            return -1;
+        }
+    }
+  return 0;
 }
 
 /* The sweep shared by gc and check: everything the live set does not reach is removed (fix)
@@ -175,8 +268,11 @@ static int
 sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct problems *pr,
        struct cimg_gc_report *r, cimg_error_t *err)
 {
-  static const char *const dirs[] = { "ingest", "layers", "l", "blobs/sha256", "images", "." };
+  static const char *const dirs[]
+      = { "ingest", "layers", "l", "blobs/sha256", "images", "containers", "build-cache", "." };
   struct sweep_ctx c = { s, idx, l, r, 0 };
+  char own_suffix[48];
+  snprintf (own_suffix, sizeof own_suffix, ".tmp-rm-%ld", (long)getpid ());
   for (size_t i = 0; i < ARRAY_SIZE (dirs); i++)
     {
       cleanup_dir DIR *d = open_dir (s, dirs[i]);
@@ -184,6 +280,9 @@ sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct probl
       while (d && (e = readdir (d)))
         {
           if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+            continue;
+          /* What drop () of this sweep renamed may come again in readdir: gone already. */
+          if (cimg_str_has_suffix (e->d_name, own_suffix))
             continue;
           size_t *counter;
           const char *why = reason (&c, dirs[i], e->d_name, &counter);
@@ -380,6 +479,8 @@ cimg_store_check (struct cimg_store *s, bool repair, struct cimg_check_problem *
       cimg_error_clear (&ierr);
     }
     rc = sweep (s, idx, &l, repair, &pr, NULL, err);
+    if (rc == 0)
+      rc = sweep_containers (s, repair, &pr, err);
     live_free (&l);
   }
 out:

@@ -235,8 +235,8 @@ index_serialize (json_t *idx)
   return out;
 }
 
-int
-cimg_index_update (struct cimg_store *s, cimg_index_update_fn fn, void *data, cimg_error_t *err)
+static int
+index_update_locked (struct cimg_store *s, cimg_index_update_fn fn, void *data, cimg_error_t *err)
 {
   cleanup_close int fd = openat (s->dirfd, "index.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0)
@@ -251,4 +251,20 @@ cimg_index_update (struct cimg_store *s, cimg_index_update_fn fn, void *data, ci
     return -1;
   cleanup_free char *text = index_serialize (idx);
   return cimg_write_file_atomic_at (s->dirfd, INDEX_FILE, text, strlen (text), 0644, err);
+}
+
+int
+cimg_index_update (struct cimg_store *s, cimg_index_update_fn fn, void *data, cimg_error_t *err)
+{
+  /* The store lock (shared at least) before index.lock, in the order rmi takes them: gc and
+     check (exclusive) sweep the root's *.tmp-* as debris, and would otherwise delete this
+     update's temporary file between its write and its rename (a `tag` racing an `rmi` failed
+     with "rename index: No such file or directory"). */
+  bool took = s->lock_mode == 0;
+  if (took && cimg_store_lock (s, CIMG_LOCK_SHARED, err) < 0)
+    return -1;
+  int rc = index_update_locked (s, fn, data, err);
+  if (took)
+    cimg_store_unlock (s);
+  return rc;
 }

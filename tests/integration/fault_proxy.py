@@ -13,6 +13,11 @@ and applies to the first N matching requests (every one when N is absent) after 
   "bad-range"                  on a Range request, send the whole body as a 206 from byte 0
   "corrupt"                    flip bytes of the body (same length)
   "slow:BYTES_PER_SECOND"      send the body slowly (for a test that kills the client)
+  "trickle:BYTES:SECONDS"      send BYTES of the body every SECONDS (a stalling server)
+  "length:+K" / "length:-K"    announce a Content-Length K bytes longer / shorter than the
+                               body, send the whole body, then close the connection
+  "big:N"                      answer 200 with N bytes of padded JSON instead of the body
+  "redirect-loop"              answer 307 to the same path with a new query, forever
   "delay:SECONDS"              wait before forwarding (to make an operation last)
   "drop-response"              forward the request (the upstream acts on it), then close the
                                connection without an answer (a response lost on the way)
@@ -93,6 +98,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _big(self, n):
+        head = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "pad": "'
+        tail = b'"}'
+        body = head + b"x" * max(0, n - len(head) - len(tail)) + tail
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
     def forward(self, action="", extra_headers=None, intercept=None):
         """Send the request upstream; stream the answer back, applying action."""
         length = int(self.headers.get("Content-Length") or 0)
@@ -127,7 +145,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in out_headers:
             if k.lower() not in ("content-length", "date", "server"):
                 self.send_header(k, v)
-        if data_len is not None:
+        if data_len is not None and action.startswith("length:"):
+            self.send_header("Content-Length", str(max(0, int(data_len) + int(action[7:]))))
+            self.close_connection = True
+        elif data_len is not None:
             self.send_header("Content-Length", data_len)
         else:
             self.send_header("Content-Length", "0")
@@ -138,12 +159,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         remaining = int(data_len)
         cut = int(action.split(":")[1]) if action.startswith("cut:") else -1
         rate = int(action.split(":")[1]) if action.startswith("slow:") else 0
+        trickle = (0, 0.0)
+        if action.startswith("trickle:"):
+            trickle = (int(action.split(":")[1]), float(action.split(":")[2]))
         sent = 0
         flipped = False
         while remaining > 0:
-            chunk = resp.read(min(16384 if rate else 65536, remaining))
+            chunk = resp.read(min(trickle[0] or (16384 if rate else 65536), remaining))
             if rate:
                 time.sleep(len(chunk) / rate)
+            if trickle[0]:
+                time.sleep(trickle[1])
             if not chunk:
                 break
             remaining -= len(chunk)
@@ -163,12 +189,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             try:
                 self.wfile.write(chunk)
-                if rate:
+                if rate or trickle[0]:
                     self.wfile.flush()
             except OSError:
                 break
             sent += len(chunk)
         conn.close()
+        if action.startswith("length:"):
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_any(self):
         if self.path == "/healthz":
@@ -184,6 +215,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if length:
                 self.rfile.read(length)
             self._error(int(parts[1]), parts[2] if len(parts) > 2 else None)
+            return
+        if action.startswith("big:"):
+            self._big(int(action.split(":")[1]))
+            return
+        if action == "redirect-loop":
+            n = int(self.path.rsplit("loop=", 1)[1]) + 1 if "loop=" in self.path else 1
+            base = self.path.split("?", 1)[0]
+            self.send_response(307)
+            self.send_header("Location", "%s?loop=%d" % (base, n))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if action.startswith("delay:"):
             time.sleep(float(action.split(":")[1]))

@@ -12,6 +12,9 @@
 
 # Short backoffs keep the test fast; Retry-After is honoured whatever this says.
 export CIMG_REGISTRY_BACKOFF_MS=50
+# A body that stalls is given up after this long (not the default minute), so that a fault
+# the client misreads costs seconds, not minutes.
+export CIMG_REGISTRY_STALL_SECONDS=10
 
 section "fixtures"
 start_registry
@@ -186,6 +189,18 @@ if [ -e "$partial" ]; then fail "the partial download is still in ingest/"; else
 must cimg_in "$CASE_ROOT" system check --repair
 pulled_ok killed
 
+section "a pull killed after the last byte of a layer"
+# What such a kill leaves: the whole blob in ingest/, not yet verified or unpacked. The next pull
+# verifies and unpacks it without asking for a range past its end (a 416).
+faulted whole '[]'
+cimg_in "$CASE_ROOT" images >/dev/null
+mkdir -p "$CASE_ROOT/ingest"
+cp "$REGISTRY_STORAGE/docker/registry/v2/blobs/sha256/${blob:7:2}/${blob#sha256:}/data" \
+  "$CASE_ROOT/ingest/dl-${blob#sha256:}"
+expect_ok timeout 60 "$CIMG" --root "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_eq "$(blob_gets)" 0 "the layer was not asked for again"
+pulled_ok whole
+
 section "the base layer retried while the layers above it wait"
 make_multilayer_oci "$TEST_TMP/ml"
 push_fixture "oci:$TEST_TMP/ml:ml" ml:1
@@ -241,3 +256,137 @@ CIMG_REGISTRY_RETRIES=2 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "
 assert_contains "$ERR" "connect" "the error says the registry could not be reached"
 assert_contains "$ERR" "127.0.0.1:$dead_port/bb:1" "and names the reference"
 failed_clean dead
+
+# ---------------------------------------------------------------------------------------------
+# Issue 7 §2: every fault below ends with the verified image or with nothing stored, and the
+# message names what happened.
+
+section "Retry-After on the manifest is honoured"
+faulted m429 '[{"path": "/manifests/", "method": "GET", "times": 1, "action": "status:429:2"}]'
+start=$(date +%s%N)
+expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+t1=$(grep '^GET /v2/bb/manifests/1 ' "$PLOG" | sed -n 1p | sed 's/.* t=//')
+t2=$(grep '^GET /v2/bb/manifests/1 ' "$PLOG" | sed -n 2p | sed 's/.* t=//')
+gap_ms=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%d", (b - a) * 1000 }')
+if [ "$gap_ms" -ge 2000 ] && [ "$gap_ms" -lt 5000 ]; then
+  pass "Retry-After: 2 made the second request wait ${gap_ms} ms (pull took ${elapsed_ms} ms)"
+else
+  fail "Retry-After: 2 was not honoured: ${gap_ms} ms between the requests"
+fi
+pulled_ok m429
+
+for code in 500 502 503 504; do
+  section "HTTP $code twice on the layer, then success; always $code fails"
+  faulted "s$code" "[{\"path\": \"/blobs/$blob\", \"times\": 2, \"action\": \"status:$code\"}]"
+  expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+  assert_eq "$(blob_gets)" 3 "$code: two failed requests, then the layer"
+  pulled_ok "s$code"
+  faulted "a$code" "[{\"path\": \"/blobs/$blob\", \"action\": \"status:$code\"}]"
+  CIMG_REGISTRY_RETRIES=2 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+  assert_contains "$ERR" "HTTP $code" "$code: the error names the status"
+  assert_contains "$ERR" "gave up after 3 attempts" "$code: and that cimg gave up"
+  failed_clean "a$code"
+done
+
+section "HTTP 502 on the config blob and 504 on the manifest, then success"
+cfgblob=$(reg_manifest bb:1 | jq -r '.config.digest')
+faulted cfg5xx "[{\"path\": \"/blobs/$cfgblob\", \"times\": 2, \"action\": \"status:502\"},
+  {\"path\": \"/manifests/\", \"method\": \"GET\", \"times\": 1, \"action\": \"status:504\"}]"
+expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+pulled_ok cfg5xx
+
+section "bodies cut at random offsets resume from the byte where they broke"
+for seed in 11 23 37 41 59 7001; do
+  RANDOM=$seed
+  off=$(((RANDOM * 32768 + RANDOM) % (blob_size - 1) + 1))
+  faulted "rcut$seed" "[{\"path\": \"/blobs/$blob\", \"times\": 1, \"action\": \"cut:$off\"}]"
+  expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+  assert_eq "$(grep "^GET /v2/bb/blobs/$blob " "$PLOG" | sed -n 2p | sed 's/.* range=\([^ ]*\) .*/\1/')" \
+    "bytes=$off-" "seed $seed: cut at $off of $blob_size, resumed from there"
+  pulled_ok "rcut$seed"
+done
+for what in manifest config; do
+  if [ "$what" == manifest ]; then path=/manifests/; else path="/blobs/$cfgblob"; fi
+  RANDOM=$((${#what} * 97))
+  off=$((RANDOM % 200 + 1))
+  faulted "cut$what" "[{\"path\": \"$path\", \"method\": \"GET\", \"times\": 1, \"action\": \"cut:$off\"}]"
+  expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+  pulled_ok "cut$what"
+  faulted "acut$what" "[{\"path\": \"$path\", \"method\": \"GET\", \"action\": \"cut:$off\"}]"
+  CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+  assert_match "$ERR" "[Pp]artial|cut short|closed" "a $what always cut at $off: the error says the body broke"
+  failed_clean "acut$what"
+done
+
+section "a Content-Length longer than the body"
+faulted lenlong "[{\"path\": \"/blobs/$blob\", \"times\": 1, \"action\": \"length:+1000\"}]"
+expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+pulled_ok lenlong
+faulted alenlong "[{\"path\": \"/blobs/$blob\", \"action\": \"length:+1000\"}]"
+CIMG_REGISTRY_RETRIES=1 run cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+# The announced length is a lie, the bytes are right: cimg may keep the verified image (all
+# its bytes came and hash right) or refuse it, never keep anything half-way.
+if [ "$RC" -eq 0 ]; then
+  pulled_ok alenlong
+else
+  assert_match "$ERR" "layer $blob" "a layer always announced too long: the error names it"
+  failed_clean alenlong
+fi
+faulted mlenlong '[{"path": "/manifests/", "method": "GET", "action": "length:+1000"}]'
+CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_match "$ERR" "[Pp]artial|closed|manifest" "a manifest announced too long: the error says so"
+failed_clean mlenlong
+
+section "a Content-Length shorter than the body"
+faulted lenshort "[{\"path\": \"/blobs/$blob\", \"times\": 1, \"action\": \"length:-1000\"}]"
+expect_ok cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_eq "$(grep "^GET /v2/bb/blobs/$blob " "$PLOG" | sed -n 2p | sed 's/.* range=\([^ ]*\) .*/\1/')" \
+  "bytes=$((blob_size - 1000))-" "the short body is resumed for the last 1000 bytes"
+pulled_ok lenshort
+faulted alenshort "[{\"path\": \"/blobs/$blob\", \"action\": \"length:-1000\"}]"
+CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_contains "$ERR" "layer $blob" "a layer always announced short: the error names it"
+assert_match "$ERR" "cut short|gave up" "and says the body was short"
+failed_clean alenshort
+faulted mlenshort '[{"path": "/manifests/", "method": "GET", "action": "length:-10"}]'
+expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_match "$ERR" "manifest" "a manifest announced short: the error names the manifest"
+failed_clean mlenshort
+
+section "a manifest over 4 MiB"
+faulted mbig '[{"path": "/manifests/", "method": "GET", "action": "big:5000000"}]'
+expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_contains "$ERR" "over the limit of 4194304 bytes" "the error says the manifest is too big"
+assert_eq "$(grep -c '^GET /v2/bb/manifests/1 ' "$PLOG")" 1 "a too-big manifest is not retried"
+failed_clean mbig
+
+section "a redirect loop"
+faulted mloop '[{"path": "/manifests/", "method": "GET", "action": "redirect-loop"}]'
+CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_match "$ERR" "[Rr]edirect" "on the manifest: the error says redirects"
+hops=$(grep -c '^GET /v2/bb/manifests/1' "$PLOG")
+assert_lt "$hops" 20 "the loop is cut short ($hops requests)"
+failed_clean mloop
+faulted bloop "[{\"path\": \"/blobs/$blob\", \"action\": \"redirect-loop\"}]"
+CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" cimg_in "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_contains "$ERR" "layer $blob" "on the layer: the error names the layer"
+assert_match "$ERR" "[Rr]edirect" "and says redirects"
+failed_clean bloop
+
+section "a trickling body: a stall is retried and resumed, a server that always stalls fails"
+# CIMG_REGISTRY_STALL_SECONDS (default 60) is the low-speed timeout: under 1 byte/s for that
+# long is a broken connection.
+faulted trickle1 "[{\"path\": \"/blobs/$blob\", \"times\": 1, \"action\": \"trickle:4096:4\"}]"
+start=$(date +%s%N)
+CIMG_REGISTRY_STALL_SECONDS=2 expect_ok timeout 60 "$CIMG" --root "$CASE_ROOT" pull "$PROXY/bb:1"
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+assert_eq "$(blob_gets)" 2 "the stalled request was given up and the layer asked for again"
+assert_lt "$elapsed_ms" 15000 "the stall was detected within seconds (${elapsed_ms} ms)"
+pulled_ok trickle1
+faulted trickle2 "[{\"path\": \"/blobs/$blob\", \"action\": \"trickle:1:3\"}]"
+CIMG_REGISTRY_STALL_SECONDS=2 CIMG_REGISTRY_RETRIES=1 expect_fail "$CIMG_ERR_CODE" timeout 60 \
+  "$CIMG" --root "$CASE_ROOT" pull "$PROXY/bb:1"
+assert_contains "$ERR" "layer $blob" "the error names the layer"
+assert_match "$ERR" "too slow|[Tt]imeout|stall" "and says it was too slow"
+failed_clean trickle2
