@@ -1,61 +1,41 @@
 #!/usr/bin/env bash
-# `cimg build` of a small Dockerfile (2 RUN, 1 COPY, 3 metadata steps) FROM a busybox image made
-# by umoci: cold (--no-cache) and fully cached, timed in one run; beside `buildah bud --layers`
-# when buildah is installed (see ../shared/PEERS.md). The issue's target base is a ~200 MB debian
-# image; set BASE_ARCHIVE=FILE (a docker-archive tar holding bench/base:1) to use one.
-# Prints the median wall time of each. Usage: bash bench/build.sh [--runs R]
-# Needs: root, a built cimg ($CIMG or build/cimg), busybox-static, umoci, skopeo, python3.
+# bench/build.sh: `cimg build` of a Dockerfile with 2 RUN, 1 COPY and 3 metadata steps FROM a
+# ~200 MB debian-like base (host /usr files + a busybox /bin, made by bench/mkimage.py) that is
+# already in each tool's store, cold (--no-cache) and fully cached, beside
+#   docker    DOCKER_BUILDKIT=0 docker build (the legacy builder; private dockerd)
+#   buildah   buildah bud --layers (private store)
+# alternating, after a warm-up. Usage: bash bench/build.sh [--runs R]
+# Env: CIMG (default _build/cimg), BENCH_QUICK=1 (a ~40 MB base, 2 runs), BENCH_RESULTS.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-CIMG=${CIMG:-$here/build/cimg}
-RUNS=11
+RUNS=7
+[ "$QUICK" = 1 ] && RUNS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     *) echo "usage: $0 [--runs R]" >&2; exit 2 ;;
   esac
 done
-[ -x "$CIMG" ] || { echo "no cimg binary at $CIMG (build first, or set CIMG)" >&2; exit 1; }
-for t in umoci skopeo python3 busybox; do
-  command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }
+bench_init build
+need umoci skopeo busybox
+on_exit 'for d in "$W"/root/containers/*/; do find /sys/fs/cgroup -maxdepth 4 -type d -path "*/cimg/$(basename "$d")" -exec rmdir {} + ; done'
+
+BASE_MB=200
+[ "$QUICK" = 1 ] && BASE_MB=40
+rootfs="$W/rootfs"
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for a in $("$rootfs/bin/busybox" --list); do
+  [ "$a" = busybox ] || ln -s busybox "$rootfs/bin/$a"
 done
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
+printf 'root:x:0:\n' >"$rootfs/etc/group"
+python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag base "usr:$((BASE_MB - 2))" "dir:$rootfs"
+skopeo copy --quiet "oci:$W/oci:base" "docker-archive:$W/base.tar:bench/base:1" >/dev/null
+"$CIMG" --root "$W/root" load -q -i "$W/base.tar" >/dev/null
 
-work=$(mktemp -d /var/tmp/cimg-bench-build.XXXXXX)
-cleanup() {
-  if [ -d "$work/buildah" ]; then
-    buildah --root "$work/buildah" --runroot "$work/buildah-run" rmi -a -f >/dev/null 2>&1 || true
-    umount "$work/buildah/overlay" 2>/dev/null || true
-  fi
-  rm -rf --one-file-system "$work"
-}
-trap cleanup EXIT
-
-echo "# cimg build benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $RUNS runs)"
-
-if [ -n "${BASE_ARCHIVE:-}" ]; then
-  cp "$BASE_ARCHIVE" "$work/base.tar"
-else
-  rootfs="$work/rootfs"
-  mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
-  cp "$(command -v busybox)" "$rootfs/bin/busybox"
-  for a in $("$rootfs/bin/busybox" --list); do
-    [ "$a" = busybox ] || ln -s busybox "$rootfs/bin/$a"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
-  printf 'root:x:0:\n' >"$rootfs/etc/group"
-  oci="$work/oci"
-  umoci init --layout "$oci" >/dev/null
-  umoci new --image "$oci:bb" >/dev/null
-  umoci unpack --image "$oci:bb" "$work/ubundle" >/dev/null
-  cp -a "$rootfs/." "$work/ubundle/rootfs/"
-  umoci repack --image "$oci:bb" "$work/ubundle" >/dev/null
-  rm -rf "$work/ubundle"
-  skopeo copy --quiet "oci:$oci:bb" "docker-archive:$work/base.tar:bench/base:1" >/dev/null
-fi
-"$CIMG" --root "$work/root" load -q -i "$work/base.tar" >/dev/null
-
-ctx="$work/ctx"
+ctx="$W/ctx"
 mkdir -p "$ctx"
 head -c 1000000 /dev/urandom >"$ctx/data.bin"
 cat >"$ctx/Dockerfile" <<'DF'
@@ -68,40 +48,32 @@ RUN cat /app/data.bin | md5sum > /app/sum
 CMD ["cat", "/app/sum"]
 DF
 
-peers=(cimg)
-if command -v buildah >/dev/null && [ -z "${BASE_ARCHIVE:-}" ]; then
-  if buildah --root "$work/buildah" --runroot "$work/buildah-run" pull -q \
-    "docker-archive:$work/base.tar" >/dev/null 2>&1; then
-    peers+=(buildah)
-  fi
+have_docker=0 have_buildah=0
+if docker_start && "${DOCKER[@]}" load -q -i "$W/base.tar" >/dev/null 2>"$W/err" &&
+  DOCKER_BUILDKIT=0 "${DOCKER[@]}" build -q -t bench/out:1 "$ctx" >/dev/null 2>"$W/err"; then
+  have_docker=1
+  peer docker 1
+else
+  peer docker 0 "${PEER_WHY:-$(tail -c 300 "$W/err")}"
+fi
+BUILDAH=(buildah --root "$W/buildah" --runroot "$W/buildah-run")
+on_exit '"${BUILDAH[@]}" rm -a; "${BUILDAH[@]}" rmi -af; umount_under "$W/buildah"; umount_under "$W/buildah-run"'
+if ! command -v buildah >/dev/null; then
+  peer buildah 0 "buildah is not installed"
+elif "${BUILDAH[@]}" pull -q "docker-archive:$W/base.tar" >/dev/null 2>"$W/err" &&
+  "${BUILDAH[@]}" tag "$("${BUILDAH[@]}" images -q | head -1)" bench/base:1 2>>"$W/err" &&
+  "${BUILDAH[@]}" bud --layers -q -t bench/out:1 "$ctx" >/dev/null 2>>"$W/err"; then
+  have_buildah=1
+  peer buildah 1
+else
+  peer buildah 0 "$(tail -c 300 "$W/err")"
 fi
 
-python3 - "$RUNS" "$CIMG" "$work" "${peers[@]}" <<'PY'
-import statistics, subprocess, sys, time
-runs, cimg, work, peers = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-ctx = work + "/ctx"
-def cmd(peer, cold):
-    if peer == "cimg":
-        c = [cimg, "--root", work + "/root", "build", "-q", "-t", "bench/out:1"]
-        return c + (["--no-cache"] if cold else []) + [ctx]
-    c = ["buildah", "--root", work + "/buildah", "--runroot", work + "/buildah-run", "bud",
-         "--layers", "-q", "--isolation", "chroot", "-t", "bench/out:1"]
-    return c + (["--no-cache"] if cold else []) + [ctx]
-res = {}
-for peer in peers:
-    subprocess.run(cmd(peer, True), check=True, stdout=subprocess.DEVNULL)
-for i in range(runs):
-    for peer in peers:
-        for cold in (True, False):
-            t = time.monotonic()
-            subprocess.run(cmd(peer, cold), check=True, stdout=subprocess.DEVNULL)
-            res.setdefault((peer, cold), []).append(time.monotonic() - t)
-for peer in peers:
-    for cold in (True, False):
-        m = statistics.median(res[(peer, cold)]) * 1000
-        print(f"{peer:8s} {'cold' if cold else 'cached':7s} median {m:8.1f} ms")
-if "buildah" in peers:
-    for cold in (True, False):
-        r = statistics.median(res[("cimg", cold)]) / statistics.median(res[("buildah", cold)])
-        print(f"ratio cimg/buildah {'cold' if cold else 'cached'}: {r:.2f}")
-PY
+for mode in cold cached; do
+  nc=
+  [ "$mode" = cold ] && nc=--no-cache
+  contender_argv cimg "$CIMG" --root "$W/root" build -q $nc -t bench/out:1 "$ctx"
+  [ "$have_docker" = 1 ] && contender_argv docker env DOCKER_BUILDKIT=0 "${DOCKER[@]}" build -q $nc -t bench/out:1 "$ctx"
+  [ "$have_buildah" = 1 ] && contender_argv buildah "${BUILDAH[@]}" bud --layers -q $nc -t bench/out:1 "$ctx"
+  compare build "$mode: 2 RUN, 1 COPY, 3 metadata steps FROM a ${BASE_MB} MB base" ms "$RUNS" 1
+done

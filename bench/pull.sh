@@ -1,136 +1,139 @@
-#!/bin/bash
-# bench/pull.sh: pull of a single-layer image (~100 MB gzip, ~250 MB and tens of thousands of
-# files unpacked: /usr/share/locale, /usr/sbin, /usr/libexec, /usr/share/vim of this machine,
-# packed by umoci) from a loopback docker-registry into an empty store, alternating runs of
-#   cimg        cimg pull
-#   skopeo      skopeo copy docker://… oci:… && umoci unpack
-#   podman      podman pull into a private store (when podman runs here)
-#   floor       curl -s BLOB | gzip -dc | tar -x   (the layer alone: the floor)
-# and prints the median of each, the ratios, and cimg's peak RSS (/usr/bin/time -v).
-#
-# Usage: bench/pull.sh [RUNS]   (default 3; needs root, cimg built in $CIMG or ./_build/cimg)
+#!/usr/bin/env bash
+# bench/pull.sh: `cimg pull` from a loopback docker-registry into an empty store, beside
+#   docker    docker pull (a private dockerd; the image removed between runs)
+#   podman    podman pull into a private --root/--runroot, emptied between runs
+#   skopeo    skopeo copy docker://… oci:… && umoci unpack (what a daemonless user does)
+#   floor     curl BLOB | gzip -dc | tar -x, layer after layer (download+inflate+unpack only)
+# Every side ends with `sync -f` (syncfs of the benchmark's own loop-mounted ext4, see lib.sh):
+# cimg syncs what it commits, so the others must reach the disk too.
+# Images (bench/mkimage.py: host files from /usr, gzip -6): one ~100 MB-gzip layer, and five
+# layers of ~20 MB gzip. Then the scaling curves, cimg beside the floor: pull time against the
+# layer size (1 MB … 300 MB of file data; 1 GB with BENCH_BIG=1) and against the layer count
+# (1 … 50 layers, 40–50 MB of file data in all).
+# Usage: bash bench/pull.sh [--runs R] [--no-curves]
+# Env: CIMG (default _build/cimg), BENCH_QUICK=1 (small, 2 runs), BENCH_BIG=1, BENCH_RESULTS.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-RUNS=${1:-3}
-SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CIMG=${CIMG:-$SRC/_build/cimg}
-[ -x "$CIMG" ] || {
-  echo "bench/pull.sh: build cimg first (or set CIMG)" >&2
-  exit 1
-}
-for t in docker-registry skopeo umoci curl /usr/bin/time jq; do
-  command -v "$t" >/dev/null || {
-    echo "bench/pull.sh: $t is missing (tests/setup.sh)" >&2
-    exit 1
-  }
-done
-
-W=$(mktemp -d /tmp/cimg-bench-pull.XXXXXX)
-REG_PID=
-cleanup() {
-  if [ -n "$REG_PID" ]; then kill "$REG_PID" 2>/dev/null || true; fi
-  wait 2>/dev/null || true
-  umount "$W"/podman/overlay 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$W/registry"
-printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-  "$W/registry" "$port" >"$W/registry.yml"
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-REG=127.0.0.1:$port
-for _ in $(seq 1 100); do
-  curl -sf "http://$REG/v2/" >/dev/null && break
-  sleep 0.1
-done
-
-echo "# building the image (umoci) …" >&2
-umoci init --layout "$W/oci" >/dev/null
-umoci new --image "$W/oci:big" >/dev/null
-umoci unpack --image "$W/oci:big" "$W/bundle" >/dev/null
-for d in usr/share/locale usr/sbin usr/libexec usr/share/vim; do
-  mkdir -p "$W/bundle/rootfs/$(dirname "$d")"
-  cp -a "/$d" "$W/bundle/rootfs/$d"
-done
-umoci repack --image "$W/oci:big" "$W/bundle" >/dev/null
-rm -rf "$W/bundle"
-skopeo copy --quiet --dest-tls-verify=false "oci:$W/oci:big" "docker://$REG/big:1"
-manifest=$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/big/manifests/1")
-blob=$(jq -r '.layers[0].digest' <<<"$manifest")
-blob_size=$(jq -r '.layers[0].size' <<<"$manifest")
-files=$(curl -sf "http://$REG/v2/big/blobs/$blob" | gzip -dc | tar -t | wc -l)
-unpacked=$(curl -sf "http://$REG/v2/big/blobs/$blob" | gzip -dc | wc -c)
-echo "# image: 1 layer, $((blob_size / 1000000)) MB gzip, $((unpacked / 1000000)) MB tar, $files entries" >&2
-
-podman_ok=0
-if command -v podman >/dev/null; then
-  mkdir -p "$W/podman" "$W/podman-run"
-  if timeout 300 podman --root "$W/podman" --runroot "$W/podman-run" pull -q --tls-verify=false \
-    "docker://$REG/big:1" >/dev/null 2>&1; then
-    podman_ok=1
-  fi
-  umount "$W/podman/overlay" 2>/dev/null || true
-  rm -rf "$W/podman" "$W/podman-run"
-fi
-
-# now: seconds since the epoch with nanoseconds.
-now() { date +%s.%N; }
-declare -A T
-rss_max=0
-run_one() {
-  local what=$1 t0 t1
-  rm -rf "$W/run"
-  mkdir -p "$W/run"
-  sync
-  t0=$(now)
-  case $what in
-    cimg)
-      /usr/bin/time -v -o "$W/time.txt" "$CIMG" --root "$W/run/root" pull -q "$REG/big:1" >/dev/null
-      local rss
-      rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.txt")
-      if [ "$rss" -gt "$rss_max" ]; then rss_max=$rss; fi
-      ;;
-    skopeo)
-      skopeo copy --quiet --src-tls-verify=false "docker://$REG/big:1" "oci:$W/run/layout:t"
-      umoci unpack --image "$W/run/layout:t" "$W/run/bundle" >/dev/null
-      ;;
-    podman)
-      podman --root "$W/run/podman" --runroot "$W/run/podman-run" pull -q --tls-verify=false \
-        "docker://$REG/big:1" >/dev/null
-      umount "$W/run/podman/overlay" 2>/dev/null || true
-      ;;
-    floor)
-      mkdir -p "$W/run/x"
-      curl -sf "http://$REG/v2/big/blobs/$blob" | gzip -dc | tar -x -C "$W/run/x"
-      ;;
+RUNS=3
+CURVES=1
+[ "$QUICK" = 1 ] && RUNS=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --no-curves) CURVES=0; shift ;;
+    *) echo "usage: $0 [--runs R] [--no-curves]" >&2; exit 2 ;;
   esac
-  # Every contender's result must reach the disk, as cimg's (which syncs) does.
-  sync
-  t1=$(now)
-  T[$what]="${T[$what]:-} $(echo "$t1 - $t0" | bc)"
+done
+bench_init pull
+need docker-registry skopeo umoci curl jq gzip tar
+start_registry
+
+if [ "$QUICK" = 1 ]; then BIG=40 FIVE=8; else BIG=240 FIVE=50; fi
+echo "# making the images (bench/mkimage.py) …"
+python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag big "usr:$BIG"
+python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag five usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE
+push_layout "$W/oci:big" big:1
+push_layout "$W/oci:five" five:1
+
+# The blobs of REPO:TAG as the registry serves them, for the floor.
+blobs_of() {
+  curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://$REG/v2/$1/manifests/$2" | jq -r '.layers[].digest'
+}
+floor_cmd() {
+  local out=$1 repo=$2 tag=$3 b cmd
+  cmd="mkdir -p $out"
+  for b in $(blobs_of "$repo" "$tag"); do
+    cmd+=" && curl -sf http://$REG/v2/$repo/blobs/$b | gzip -dc | tar -x -C $out"
+  done
+  echo "$cmd && sync -f $W"
 }
 
-contenders=(cimg skopeo floor)
-if [ "$podman_ok" -eq 1 ]; then contenders+=(podman); fi
-for i in $(seq 1 "$RUNS"); do
-  for c in "${contenders[@]}"; do
-    run_one "$c"
-    echo "# run $i $c: $(awk '{print $NF}' <<<"${T[$c]}") s" >&2
-  done
-done
+# ---------------------------------------------------------------- which peers run here
+have_docker=0 have_podman=0
+if docker_start && "${DOCKER[@]}" pull -q "$REG/five:1" >/dev/null 2>"$W/err"; then
+  have_docker=1
+  "${DOCKER[@]}" rmi -f "$REG/five:1" >/dev/null
+  peer docker 1
+else
+  peer docker 0 "${PEER_WHY:-docker pull failed: $(tail -c 300 "$W/err")}"
+fi
+if podman_ready && "${PODMAN[@]}" pull -q --tls-verify=false "docker://$REG/five:1" >/dev/null 2>"$W/err"; then
+  have_podman=1
+  podman_stop
+  peer podman 1
+else
+  peer podman 0 "${PEER_WHY:-podman pull failed: $(tail -c 300 "$W/err")}"
+fi
+peer skopeo 1
+peer umoci 1
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-cm=$(median <<<"${T[cimg]}")
-printf 'pull of %s MB gzip / %s MB unpacked, %s entries, %s runs each (median seconds)\n' \
-  "$((blob_size / 1000000))" "$((unpacked / 1000000))" "$files" "$RUNS"
-printf '  %-8s %8.2f s\n' cimg "$cm"
-for c in "${contenders[@]}"; do
-  [ "$c" == cimg ] && continue
-  m=$(median <<<"${T[$c]}")
-  printf '  %-8s %8.2f s   cimg/%s = %.2f\n' "$c" "$m" "$c" "$(echo "$cm / $m" | bc -l)"
+# contenders IMAGE: the five sides for one image (REPO:TAG).
+contenders() {
+  local ref=$1 repo=${1%%:*} tag=${1##*:} run=$W/run empty
+  empty="rm -rf --one-file-system $run; mkdir -p $run; sync -f $W"
+  contender cimg "$CIMG --root $run/root pull -q $REG/$ref >/dev/null && sync -f $W" "$empty"
+  if [ "$have_docker" = 1 ]; then
+    contender docker "${DOCKER[*]} pull -q $REG/$ref >/dev/null && sync -f $W" \
+      "${DOCKER[*]} rmi -f $REG/$ref >/dev/null 2>&1; $empty"
+  fi
+  if [ "$have_podman" = 1 ]; then
+    contender podman "${PODMAN[*]} pull -q --tls-verify=false docker://$REG/$ref >/dev/null && sync -f $W" \
+      "${PODMAN[*]} rmi -af >/dev/null 2>&1; umount $W/podman/overlay 2>/dev/null; rm -rf --one-file-system $W/podman $W/podman-run; $empty"
+  fi
+  contender skopeo+umoci "skopeo copy --quiet --src-tls-verify=false docker://$REG/$ref oci:$run/layout:t && umoci unpack --image $run/layout:t $run/bundle >/dev/null && sync -f $W" "$empty"
+  contender floor "$(floor_cmd "$run/floor" "$repo" "$tag")" "$empty"
+}
+
+size_of() { blobs_of "$1" "$2" | while read -r b; do curl -sfI "http://$REG/v2/$1/blobs/$b" | tr -d '\r' | awk 'tolower($1) == "content-length:" {print $2}'; done | awk '{s += $1} END {printf "%.1f", s / 1e6}'; }
+
+contenders big:1
+compare pull "1 layer, $(size_of big 1) MB gzip" s "$RUNS" 1
+contenders five:1
+compare pull "5 layers, $(size_of five 1) MB gzip" s "$RUNS" 1
+
+# cimg's peak RSS on the big pull (apart: /usr/bin/time around it).
+rm -rf "$W/run"
+/usr/bin/time -f %M -o "$W/rss" "$CIMG" --root "$W/run/root" pull -q "$REG/big:1" >/dev/null
+python3 -c 'import json, sys; print(json.dumps({"bench": "pull-rss", "case": "peak RSS of cimg pull (1 layer image)", "unit": "MiB", "runs": 1, "warmup": 0, "order": ["cimg"], "times": {"cimg": [int(open(sys.argv[1]).read().split()[-1]) / 1024]}, "errors": {}}))' "$W/rss" >>"$BENCH_RESULTS"
+echo "cimg pull peak RSS: $(awk '{printf "%.1f MiB", $NF / 1024}' "$W/rss")"
+rm -rf "$W/run"
+podman_stop
+[ "$have_docker" = 1 ] && "${DOCKER[@]}" rmi -f "$REG/big:1" "$REG/five:1" >/dev/null 2>&1 || true
+
+[ "$CURVES" = 1 ] || exit 0
+
+# ---------------------------------------------------------------- curves: cimg beside the floor
+curve_point() { # CURVE X REPO
+  local run=$W/run empty
+  empty="rm -rf --one-file-system $W/run; mkdir -p $W/run; sync -f $W"
+  contender cimg "$CIMG --root $run/root pull -q $REG/$3:1 >/dev/null && sync -f $W" "$empty"
+  contender floor "$(floor_cmd "$run/floor" "$3" 1)" "$empty"
+  compare pull-curve "$1 = $2 ($(size_of "$3" 1) MB gzip)" s "$CRUNS" 0 "$1" "$2"
+}
+CRUNS=3
+[ "$QUICK" = 1 ] && CRUNS=1
+if [ "$QUICK" = 1 ]; then sizes="1 10 50"; else sizes="1 10 30 100 300"; fi
+if [ "${BENCH_BIG:-0}" = 1 ] && [ "$QUICK" != 1 ]; then
+  sizes+=" 1000"
+else
+  python3 -c 'import json; print(json.dumps({"bench": "skipped", "case": "pull of a 1 GB layer (set BENCH_BIG=1)", "errors": {}, "times": {}, "order": []}))' >>"$BENCH_RESULTS"
+  echo "# the 1 GB point is skipped (BENCH_BIG=1 adds it)"
+fi
+for mb in $sizes; do
+  rm -rf "$W/oci-c"
+  python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci-c" --tag s "usr:$mb" >/dev/null
+  push_layout "$W/oci-c:s" "size$mb:1"
+  curve_point "pull-size" "$mb" "size$mb"
 done
-if [ "$podman_ok" -eq 0 ]; then echo "  podman   (does not run here: skipped)"; fi
-printf '  cimg peak RSS: %d KiB (%.1f MiB)\n' "$rss_max" "$(echo "$rss_max / 1024" | bc -l)"
+if [ "$QUICK" = 1 ]; then counts="1 5 10" total=10; else counts="1 5 10 25 50" total=40; fi
+for n in $counts; do
+  rm -rf "$W/oci-c"
+  per=$(((total + n - 1) / n))
+  # One word per layer: the list is meant to split.
+  # shellcheck disable=SC2046
+  python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci-c" --tag s $(for _ in $(seq 1 "$n"); do printf 'usr:%s ' "$per"; done) >/dev/null
+  push_layout "$W/oci-c:s" "count$n:1"
+  curve_point "pull-count" "$n" "count$n"
+done

@@ -1,44 +1,36 @@
 #!/usr/bin/env bash
-# `cimg run --rm IMAGE /bin/true` beside its peers, in one run, alternating (see docs/runtime.md):
-#   cimg   cimg run --rm busybox /bin/true          (image lookup, record, overlay, cgroup, …)
-#   runc   runc run on a prepared bundle of the same busybox rootfs (no overlay, no image)
-#   floor  unshare -mpiun --fork /bin/true           (namespaces and nothing else)
-#   cimg-unconfined   the cimg run with --security-opt seccomp=unconfined (runc's bundle from
-#                     `runc spec` has no seccomp profile)
-# Prints the median wall time of each, the ratios, and cimg's peak RSS.
-# Usage: bash bench/run.sh [--runs R]     Needs: root, a built cimg ($CIMG or build/cimg),
-# busybox-static, umoci, skopeo, runc, jq, python3.
+# bench/run.sh: `cimg run --rm IMAGE /bin/true` beside its peers, alternating (docs/runtime.md):
+#   cimg             cimg run --rm bench/busybox:1 /bin/true (image lookup, record, overlay,
+#                    cgroup, seccomp, …)
+#   cimg-unconfined  the same with --security-opt seccomp=unconfined (runc's bundle from
+#                    `runc spec` loads no seccomp profile)
+#   runc             runc run on a prepared bundle of the same rootfs (no overlay, no image)
+#   docker           docker run --rm --network none (private dockerd)
+#   podman           podman run --rm --network none (private store)
+#   floor            unshare -mpiun --fork /bin/true (namespaces and nothing else)
+# then the curve of run latency against the image's layer count (1, 10, 50, 120), and cimg's
+# peak RSS. Usage: bash bench/run.sh [--runs R] [--no-curves]
+# Env: CIMG (default _build/cimg), BENCH_QUICK=1, BENCH_RESULTS.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-CIMG=${CIMG:-$here/build/cimg}
-RUNS=51
+RUNS=31
+CURVES=1
+[ "$QUICK" = 1 ] && RUNS=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs R]" >&2; exit 2 ;;
+    --no-curves) CURVES=0; shift ;;
+    *) echo "usage: $0 [--runs R] [--no-curves]" >&2; exit 2 ;;
   esac
 done
-[ -x "$CIMG" ] || { echo "no cimg binary at $CIMG (build first, or set CIMG)" >&2; exit 1; }
-for t in umoci skopeo runc jq python3 unshare busybox; do
-  command -v "$t" >/dev/null || { echo "missing $t (tests/setup.sh installs it)" >&2; exit 1; }
-done
-
-work=$(mktemp -d /var/tmp/cimg-bench-run.XXXXXX)
-cleanup() {
-  # Containers of this script only: their cgroups carry the IDs of work's store.
-  for d in "$work"/root/containers/*/; do
-    id=$(basename "$d")
-    find /sys/fs/cgroup -maxdepth 4 -type d -path "*/cimg/$id" -exec rmdir {} + 2>/dev/null || true
-  done
-  rm -rf --one-file-system "$work"
-}
-trap cleanup EXIT
-
-echo "# cimg run benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, $("$CIMG" version), $(runc --version | head -1))"
+bench_init run
+need umoci skopeo runc jq unshare busybox
+# Containers of this script only: their cgroups carry the IDs of $W's store.
+on_exit 'for d in "$W"/root/containers/*/; do find /sys/fs/cgroup -maxdepth 4 -type d -path "*/cimg/$(basename "$d")" -exec rmdir {} + ; done'
 
 # ---------------------------------------------------------------- one busybox rootfs, two forms
-rootfs="$work/rootfs"
+rootfs="$W/rootfs"
 mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/proc" "$rootfs/sys" "$rootfs/dev"
 cp "$(command -v busybox)" "$rootfs/bin/busybox"
 for a in $("$rootfs/bin/busybox" --list); do
@@ -47,17 +39,11 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$rootfs/etc/group"
 
-oci="$work/oci"
-umoci init --layout "$oci" >/dev/null
-umoci new --image "$oci:bb" >/dev/null
-umoci unpack --image "$oci:bb" "$work/ubundle" >/dev/null
-cp -a "$rootfs/." "$work/ubundle/rootfs/"
-umoci repack --image "$oci:bb" "$work/ubundle" >/dev/null
-rm -rf "$work/ubundle"
-skopeo copy --quiet "oci:$oci:bb" "docker-archive:$work/bb.tar:bench/busybox:1" >/dev/null
-"$CIMG" --root "$work/root" load -q -i "$work/bb.tar" >/dev/null
+python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag bb "dir:$rootfs" >/dev/null
+skopeo copy --quiet "oci:$W/oci:bb" "docker-archive:$W/bb.tar:bench/busybox:1" >/dev/null
+"$CIMG" --root "$W/root" load -q -i "$W/bb.tar" >/dev/null
 
-bundle="$work/bundle"
+bundle="$W/bundle"
 mkdir -p "$bundle"
 cp -a "$rootfs" "$bundle/rootfs"
 (cd "$bundle" && runc spec)
@@ -65,54 +51,63 @@ jq '.process.terminal = false | .process.args = ["/bin/true"] | .process.rlimits
   "$bundle/config.json" >"$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
 
-# Sanity: each of the three runs and exits 0.
-"$CIMG" --root "$work/root" run --rm bench/busybox:1 /bin/true
-runc --root "$work/runc-state" run --bundle "$bundle" bench-check </dev/null
+# Sanity: each runs and exits 0.
+"$CIMG" --root "$W/root" run --rm bench/busybox:1 /bin/true
+runc --root "$W/runc-state" run --bundle "$bundle" bench-check </dev/null
 unshare -mpiun --fork /bin/true
+peer runc 1
 
-# ---------------------------------------------------------------- timing, alternating
-# python3 times each command (fork+exec+wait, the same overhead for all three). cimg's peak RSS
-# is measured apart, under /usr/bin/time: python's posix_spawn runs the child on python's own
-# address space until exec, so the rusage it gets back carries python's RSS, not cimg's.
-python3 - "$RUNS" "$CIMG" "$work" "$bundle" <<'EOF'
-import os, resource, statistics, subprocess, sys, time
-runs, cimg, work, bundle = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-cmds = {
-    "cimg": [cimg, "--root", work + "/root", "run", "--rm", "bench/busybox:1", "/bin/true"],
-    "cimg-unconfined": [cimg, "--root", work + "/root", "run", "--rm", "--security-opt",
-                        "seccomp=unconfined", "bench/busybox:1", "/bin/true"],
-    "runc": None,
-    "floor": ["unshare", "-mpiun", "--fork", "/bin/true"],
-}
-times = {k: [] for k in cmds}
-peak = 0
-devnull = open(os.devnull, "r+b")
-for i in range(runs + 2):  # the first two rounds warm the caches and are dropped
-    for k in ("cimg", "runc", "floor", "cimg-unconfined"):
-        argv = cmds[k] or ["runc", "--root", work + "/runc-state", "run", "--bundle", bundle, "b%d" % i]
-        t0 = time.perf_counter_ns()
-        pid = os.posix_spawn(argv[0] if argv[0].startswith("/") else "/usr/bin/env",
-                             argv if argv[0].startswith("/") else ["env"] + argv, os.environ,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, devnull.fileno(), 0),
-                                           (os.POSIX_SPAWN_DUP2, devnull.fileno(), 1)])
-        _, status, ru = os.wait4(pid, 0)
-        t1 = time.perf_counter_ns()
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit("%s exited %d" % (k, os.waitstatus_to_exitcode(status)))
-        if i >= 2:
-            times[k].append((t1 - t0) / 1e6)
-med = {k: statistics.median(v) for k, v in times.items()}
-for k in ("cimg", "runc", "floor", "cimg-unconfined"):
-    v = sorted(times[k])
-    print("%-15s median %7.2f ms   (min %6.2f, p90 %6.2f, %d runs)" % (k, med[k], v[0], v[int(len(v) * 0.9)], len(v)))
-print("cimg / runc  = %.2f   (goal <= 1.00)" % (med["cimg"] / med["runc"]))
-print("cimg / floor = %.2f" % (med["cimg"] / med["floor"]))
-print("runc / floor = %.2f" % (med["runc"] / med["floor"]))
-print("cimg-unconfined / runc = %.2f   (runc's bundle loads no seccomp profile)" % (med["cimg-unconfined"] / med["runc"]))
-EOF
+have_docker=0 have_podman=0
+if docker_start && "${DOCKER[@]}" load -q -i "$W/bb.tar" >/dev/null 2>"$W/err" &&
+  "${DOCKER[@]}" run --rm --network none bench/busybox:1 /bin/true 2>"$W/err"; then
+  have_docker=1
+  peer docker 1
+else
+  peer docker 0 "${PEER_WHY:-$(tail -c 300 "$W/err")}"
+fi
+if podman_ready && "${PODMAN[@]}" load -q -i "$W/bb.tar" >/dev/null 2>"$W/err" &&
+  "${PODMAN[@]}" run --rm --network none bench/busybox:1 /bin/true 2>"$W/err"; then
+  have_podman=1
+  peer podman 1
+else
+  peer podman 0 "${PEER_WHY:-$(tail -c 300 "$W/err")}"
+fi
+
+# runc needs a fresh container ID each run: timer.py replaces {seq} with a counter.
+contender_argv cimg "$CIMG" --root "$W/root" run --rm bench/busybox:1 /bin/true
+contender_argv runc runc --root "$W/runc-state" run --bundle "$bundle" "b{seq}"
+contender_argv floor unshare -mpiun --fork /bin/true
+contender_argv cimg-unconfined "$CIMG" --root "$W/root" run --rm --security-opt seccomp=unconfined bench/busybox:1 /bin/true
+[ "$have_docker" = 1 ] && contender_argv docker "${DOCKER[@]}" run --rm --network none bench/busybox:1 /bin/true
+[ "$have_podman" = 1 ] && contender_argv podman "${PODMAN[@]}" run --rm --network none bench/busybox:1 /bin/true
+compare run "run --rm busybox /bin/true" ms "$RUNS" 2
+
 peak=0
 for _ in 1 2 3 4 5; do
-  kb=$(/usr/bin/time -f %M "$CIMG" --root "$work/root" run --rm bench/busybox:1 /bin/true 2>&1 >/dev/null | tail -n 1)
+  kb=$(/usr/bin/time -f %M "$CIMG" --root "$W/root" run --rm bench/busybox:1 /bin/true 2>&1 >/dev/null | tail -n 1)
   [ "$kb" -gt "$peak" ] && peak=$kb
 done
-awk -v kb="$peak" 'BEGIN {printf "cimg peak RSS: %.1f MiB, the largest of 5 runs under /usr/bin/time (goal <= 8 MiB)\n", kb / 1024}'
+python3 -c 'import json, sys; print(json.dumps({"bench": "run-rss", "case": "peak RSS of cimg run --rm (largest of 5)", "unit": "MiB", "runs": 1, "warmup": 0, "order": ["cimg"], "times": {"cimg": [int(sys.argv[1]) / 1024]}, "errors": {}}))' "$peak" >>"$BENCH_RESULTS"
+echo "cimg run peak RSS: $((peak / 1024)) MiB"
+
+[ "$CURVES" = 1 ] || exit 0
+
+# ---------------------------------------------------------------- run latency vs layer count
+CRUNS=11
+[ "$QUICK" = 1 ] && CRUNS=3
+for n in 1 10 50 120; do
+  layers=("dir:$rootfs")
+  for i in $(seq 2 "$n"); do layers+=("tiny:$i"); done
+  python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag "l$n" "${layers[@]}" >/dev/null
+  rm -f "$W/l.tar"
+  skopeo copy --quiet "oci:$W/oci:l$n" "docker-archive:$W/l.tar:bench/layers:$n" >/dev/null
+  "$CIMG" --root "$W/root" load -q -i "$W/l.tar" >/dev/null
+  contender_argv cimg "$CIMG" --root "$W/root" run --rm "bench/layers:$n" /bin/true
+  if [ "$have_docker" = 1 ] && "${DOCKER[@]}" load -q -i "$W/l.tar" >/dev/null 2>&1; then
+    contender_argv docker "${DOCKER[@]}" run --rm --network none "bench/layers:$n" /bin/true
+  fi
+  if [ "$have_podman" = 1 ] && "${PODMAN[@]}" load -q -i "$W/l.tar" >/dev/null 2>&1; then
+    contender_argv podman "${PODMAN[@]}" run --rm --network none "bench/layers:$n" /bin/true
+  fi
+  compare run-curve "run --rm, image of $n layers" ms "$CRUNS" 1 run-layers "$n"
+done
