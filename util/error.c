@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+static char *vformat (const char *fmt, va_list ap) __attribute__ ((format (printf, 1, 0)));
+
 static char *
 vformat (const char *fmt, va_list ap)
 {

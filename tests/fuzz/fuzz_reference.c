@@ -2,12 +2,20 @@
    the same thing, and the familiar form of a full name parses to that same name. */
 #include "store/store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+
+static bool
+is_image_id (const char *s)
+{
+  size_t n = strlen (s);
+  return n == 64 && strspn (s, "0123456789abcdef") == n;
+}
 
 static void
 check_roundtrip (const struct cimg_ref *r)
@@ -28,26 +36,34 @@ check_roundtrip (const struct cimg_ref *r)
       fprintf (stderr, "\"%s\" parses again as \"%s\"\n", s, s2);
       abort ();
     }
-  struct cimg_ref *fam = cimg_ref_parse_name (familiar, &err);
-  if (fam == NULL)
+  /* Docker refuses a whole reference that is 64 lower-case hex digits (it would be an image
+     ID), yet accepts that name with a tag: "<64 hex>:t" parses, its familiar name does not. */
+  if (!is_image_id (familiar))
     {
-      fprintf (stderr, "familiar name \"%s\" of \"%s\" does not parse: %s\n", familiar, s, err.msg);
-      abort ();
+      struct cimg_ref *fam = cimg_ref_parse_name (familiar, &err);
+      if (fam == NULL)
+        {
+          fprintf (stderr, "familiar name \"%s\" of \"%s\" does not parse: %s\n", familiar, s,
+                   err.msg);
+          abort ();
+        }
+      char *fam_name = cimg_ref_name (fam);
+      if (strcmp (fam_name, name) != 0)
+        {
+          fprintf (stderr, "familiar name \"%s\" of \"%s\" names \"%s\"\n", familiar, name,
+                   fam_name);
+          abort ();
+        }
+      if (r->tag)
+        {
+          char *full = xasprintf ("%s:%s", name, r->tag);
+          free (cimg_ref_familiar_string (full));
+          free (full);
+        }
+      free (fam_name);
+      cimg_ref_free (fam);
     }
-  char *fam_name = cimg_ref_name (fam);
-  if (strcmp (fam_name, name) != 0)
-    {
-      fprintf (stderr, "familiar name \"%s\" of \"%s\" names \"%s\"\n", familiar, name, fam_name);
-      abort ();
-    }
-  if (r->tag)
-    {
-      char *full = xasprintf ("%s:%s", name, r->tag);
-      free (cimg_ref_familiar_string (full));
-      free (full);
-    }
-  free (fam_name);
-  cimg_ref_free (fam);
+  cimg_error_clear (&err);
   free (s2);
   cimg_ref_free (again);
   free (familiar);

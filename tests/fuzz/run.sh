@@ -68,7 +68,10 @@ report() {
   else
     printf 'fuzz %-18s FAILED  (exit %s) after %s executions; log: %s\n' "$h" "$rc" \
       "${execs:-?}" "$out/$h.log"
-    grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' \
+    # The harness's own complaint (a broken round trip) is the line just before the ERROR.
+    awk '/^==[0-9]+== ?ERROR/ { if (prev != "") print prev } { prev = $0 }' "$out/$h.log" |
+      head -3 || true
+    grep -E '^(==[0-9]+== ?ERROR|SUMMARY|.*runtime error|artifact_prefix|Test unit written)' \
       "$out/$h.log" | head -8 || true
     failed+=("$h")
   fi
