@@ -10,19 +10,23 @@
 # layers of ~20 MB gzip. Then the scaling curves, cimg beside the floor: pull time against the
 # layer size (1 MB … 300 MB of file data; 1 GB with BENCH_BIG=1) and against the layer count
 # (1 … 50 layers, 40–50 MB of file data in all).
-# Usage: bash bench/pull.sh [--runs R] [--no-curves]
+# Usage: bash bench/pull.sh [--runs R] [--no-curves] [--peers "docker podman"]
+#   --peers: which of docker and podman to run (default both; "" for neither: a quicker pass of
+#   cimg, skopeo+umoci and the floor while working on the pull path)
 # Env: CIMG (default _build/cimg), BENCH_QUICK=1 (small, 2 runs), BENCH_BIG=1, BENCH_RESULTS.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 RUNS=3
 CURVES=1
+PEERS="docker podman"
 [ "$QUICK" = 1 ] && RUNS=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
     --no-curves) CURVES=0; shift ;;
-    *) echo "usage: $0 [--runs R] [--no-curves]" >&2; exit 2 ;;
+    --peers) PEERS=$2; shift 2 ;;
+    *) echo "usage: $0 [--runs R] [--no-curves] [--peers \"docker podman\"]" >&2; exit 2 ;;
   esac
 done
 bench_init pull
@@ -52,14 +56,18 @@ floor_cmd() {
 
 # ---------------------------------------------------------------- which peers run here
 have_docker=0 have_podman=0
-if docker_start && "${DOCKER[@]}" pull -q "$REG/five:1" >/dev/null 2>"$W/err"; then
+if [[ " $PEERS " != *" docker "* ]]; then
+  peer docker 0 "left out (--peers)"
+elif docker_start && "${DOCKER[@]}" pull -q "$REG/five:1" >/dev/null 2>"$W/err"; then
   have_docker=1
   "${DOCKER[@]}" rmi -f "$REG/five:1" >/dev/null
   peer docker 1
 else
   peer docker 0 "${PEER_WHY:-docker pull failed: $(tail -c 300 "$W/err")}"
 fi
-if podman_ready && "${PODMAN[@]}" pull -q --tls-verify=false "docker://$REG/five:1" >/dev/null 2>"$W/err"; then
+if [[ " $PEERS " != *" podman "* ]]; then
+  peer podman 0 "left out (--peers)"
+elif podman_ready && "${PODMAN[@]}" pull -q --tls-verify=false "docker://$REG/five:1" >/dev/null 2>"$W/err"; then
   have_podman=1
   podman_stop
   peer podman 1

@@ -432,6 +432,10 @@ job_start (struct job *j, cimg_error_t *err)
   curl_easy_setopt (j->easy, CURLOPT_HEADERFUNCTION, job_header);
   curl_easy_setopt (j->easy, CURLOPT_HEADERDATA, j);
   curl_easy_setopt (j->easy, CURLOPT_PRIVATE, j);
+  /* The default 16 KiB makes one recv(2) per 16 KiB of a layer; with a larger buffer each takes
+     what the socket has (the write callback still gets at most 16 KiB a call: the download
+     file gathers its writes, store/ingest.c). */
+  curl_easy_setopt (j->easy, CURLOPT_BUFFERSIZE, 256L * 1024);
   if (curl_multi_add_handle (p->multi, j->easy) != CURLM_OK)
     return cimg_error_set (err, EIO, "curl_multi_add_handle failed");
   j->state = JOB_ACTIVE;

@@ -33,6 +33,15 @@ struct apply_ctx
   int64_t entries;
   struct dir_time *dirs;
   size_t n_dirs, cap_dirs;
+  /* The last parent directory resolved (tar order puts siblings together): its cleaned path and
+     fd, valid while entries only add names. */
+  char *pdir;
+  int pdfd;
+  bool pvalid;
+  gid_t pgid; /* the group a file created in pdfd gets (setgid directories pass theirs on) */
+  uid_t euid;
+  gid_t egid;
+  mode_t umask; /* the process umask, 0777 when unknown (then every mode is set explicitly) */
 };
 
 static const char *
@@ -95,18 +104,47 @@ clean_name (const char *name, char **out)
   return 0;
 }
 
+static bool
+is_whiteout (const struct stat *st)
+{
+  return S_ISCHR (st->st_mode) && st->st_rdev == makedev (0, 0);
+}
+
+/* Replace the whiteout dfd/name, made by an earlier entry of this layer, with an opaque
+   directory: the layer removes the lower layers' name and puts a directory of its own there,
+   whose lower contents must stay hidden. Returns the new directory's fd. */
+static int
+whiteout_to_opaque_dir (int dfd, const char *name)
+{
+  if (unlinkat (dfd, name, 0) < 0 || mkdirat (dfd, name, 0700) < 0)
+    return -1;
+  int fd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  if (fchmod (fd, 0755) < 0 || fsetxattr (fd, XATTR_OPAQUE, "y", 1, 0) < 0)
+    {
+      int saved = errno;
+      close (fd);
+      errno = saved;
+      return -1;
+    }
+  return fd;
+}
+
 /* Open the directory dir (cleaned; "" is the root) inside rootfd, creating missing components
    with mode 0755 as mkdir -p would: layers often leave out their parents' entries. Below the
    first missing component it walks down one name at a time, entering what it just created with
    O_NOFOLLOW, so that a deep new path costs O(depth) and not O(depth²) (a layer of deep new
    paths would otherwise keep the kernel resolving for hours). Only a symlink met on the way
-   makes the path so far be resolved again from the root, as the container will see it. */
+   makes the path so far be resolved again from the root, as the container will see it. A
+   whiteout on the way (".wh.d" then "d/f" in one layer) becomes an opaque directory: the
+   whiteout only removes the lower layers' d, and this layer's d/f is kept (OCI layer.md). */
 static int
 open_dir_in_root (int rootfd, const char *dir)
 {
   /* The common case: the directory is there (siblings of one directory). */
   int fd = cimg_openat_in_root (rootfd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY, 0);
-  if (fd >= 0 || errno != ENOENT || *dir == '\0')
+  if (fd >= 0 || (errno != ENOENT && errno != ENOTDIR) || *dir == '\0')
     return fd;
 
   int cur = openat (rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -138,11 +176,18 @@ open_dir_in_root (int rootfd, const char *dir)
         }
       else if (next < 0 && (errno == ELOOP || errno == ENOTDIR))
         {
-          /* A symlink (or not a directory at all): resolve the path so far from the root,
-             which follows an in-layer link as the container will and refuses the rest with
-             the right errno. */
-          cleanup_free char *prefix = xstrndup (dir, (size_t)(end - dir));
-          next = cimg_openat_in_root (rootfd, prefix, O_RDONLY | O_DIRECTORY, 0);
+          struct stat st;
+          if (errno == ENOTDIR && fstatat (cur, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+              && is_whiteout (&st))
+            next = whiteout_to_opaque_dir (cur, name);
+          else
+            {
+              /* A symlink (or not a directory at all): resolve the path so far from the root,
+                 which follows an in-layer link as the container will and refuses the rest
+                 with the right errno. */
+              cleanup_free char *prefix = xstrndup (dir, (size_t)(end - dir));
+              next = cimg_openat_in_root (rootfd, prefix, O_RDONLY | O_DIRECTORY, 0);
+            }
         }
       int saved = errno;
       close (cur);
@@ -155,14 +200,67 @@ open_dir_in_root (int rootfd, const char *dir)
   return cur;
 }
 
-/* Remove whatever is at dfd/base so that something of another kind can take its place. */
+/* The fd of the directory dir (cleaned; "" is the root), borrowed from the context: it stays
+   open until the next call. Consecutive entries of one directory (the tar's order) share one
+   resolution. Reusing it is sound while the entries in between only add names: a resolution
+   that succeeded looked up existing names only, and a new name changes none of them. Anything
+   that removes or replaces a name clears pvalid, and the next entry resolves from the root
+   again. The fd is of a directory inside the root whatever happens to its path later: nothing
+   here moves a directory. */
 static int
-remove_existing (int dfd, const char *base, cimg_error_t *err)
+parent_fd (struct apply_ctx *c, const char *dir)
 {
+  if (c->pvalid && strcmp (c->pdir, dir) == 0)
+    return c->pdfd;
+  int fd = open_dir_in_root (c->rootfd, dir);
+  if (fd < 0)
+    return -1;
   struct stat st;
-  if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
-    return errno == ENOENT ? 0 : cimg_error_sys (err, "stat existing entry");
-  if (S_ISDIR (st.st_mode))
+  if (fstat (fd, &st) < 0)
+    {
+      int saved = errno;
+      close (fd);
+      errno = saved;
+      return -1;
+    }
+  if (c->pdfd >= 0)
+    close (c->pdfd);
+  free (c->pdir);
+  c->pdir = xstrdup (dir);
+  c->pdfd = fd;
+  c->pgid = (st.st_mode & S_ISGID) ? st.st_gid : c->egid;
+  c->pvalid = true;
+  return fd;
+}
+
+/* Make fd, the directory dir just created or entered, the cached parent (it takes fd). */
+static void
+set_parent (struct apply_ctx *c, const char *dir, int fd, const struct stat *st)
+{
+  if (c->pdfd >= 0)
+    close (c->pdfd);
+  free (c->pdir);
+  c->pdir = xstrdup (dir);
+  c->pdfd = fd;
+  c->pgid = (st->st_mode & S_ISGID) ? st->st_gid : c->egid;
+  c->pvalid = true;
+}
+
+/* Remove whatever is at dfd/base so that something of another kind can take its place. st, when
+   given, is what is there (already looked at by the caller). */
+static int
+remove_existing (struct apply_ctx *c, int dfd, const char *base, const struct stat *st,
+                 cimg_error_t *err)
+{
+  struct stat buf;
+  if (st == NULL)
+    {
+      if (fstatat (dfd, base, &buf, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : cimg_error_sys (err, "stat existing entry");
+      st = &buf;
+    }
+  c->pvalid = false;
+  if (S_ISDIR (st->st_mode))
     return cimg_rm_rf_at (dfd, base, err);
   if (unlinkat (dfd, base, 0) < 0 && errno != ENOENT)
     return cimg_error_sys (err, "remove existing entry");
@@ -240,17 +338,22 @@ apply_xattrs (struct archive_entry *e, int fd, const char *path, cimg_error_t *e
 }
 
 /* Ownership, then mode (chown clears setuid/setgid), then xattrs (chown also drops
-   security.capability), then times, all through fd. Directories' times are set at the end. */
+   security.capability), then times, all through fd. Directories' times are set at the end.
+   fresh: fd is a file just created in the cached parent with mode fresh_mode; the chown and
+   chmod that would change nothing are left out (two syscalls of a handful per file). */
 static int
-apply_meta_fd (struct apply_ctx *c, struct archive_entry *e, int fd, bool times, cimg_error_t *err)
+apply_meta_fd (struct apply_ctx *c, struct archive_entry *e, int fd, bool times, bool fresh,
+               mode_t fresh_mode, cimg_error_t *err)
 {
   uid_t uid = 0;
   gid_t gid = 0;
   if (entry_owner (e, &uid, &gid, err) < 0)
     return -1;
-  if (fchown (fd, uid, gid) < 0)
+  mode_t perm = archive_entry_perm (e) & 07777;
+  bool owned = fresh && uid == c->euid && gid == c->pgid;
+  if (!owned && fchown (fd, uid, gid) < 0)
     return cimg_error_sys (err, "chown");
-  if (fchmod (fd, archive_entry_perm (e) & 07777) < 0)
+  if ((!owned || perm != fresh_mode) && fchmod (fd, perm) < 0)
     return cimg_error_sys (err, "chmod");
   if (apply_xattrs (e, fd, NULL, err) < 0)
     return -1;
@@ -380,13 +483,19 @@ remember_dir (struct apply_ctx *c, const char *path, struct archive_entry *e)
   entry_times (e, d->ts);
 }
 
+/* Whiteouts apply to the lower layers only (OCI layer.md): what this layer itself has, before or
+   after the whiteout, is kept. Everything under the root is this layer's (each layer is unpacked
+   into an empty directory), so a whiteout of a name that is there changes nothing of it, except
+   that a directory becomes opaque: the lower layers' directory of that name is removed, and its
+   contents must not show through this layer's. An opaque marker likewise hides only the lower
+   layers' contents of its directory, never this layer's. */
 static int
 apply_whiteout (struct apply_ctx *c, struct archive_entry *e, const char *dir, const char *base,
                 cimg_error_t *err)
 {
   if (strcmp (base, WH_OPAQUE) == 0)
     {
-      cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+      int dfd = parent_fd (c, dir);
       if (dfd < 0)
         return cimg_error_sys (err, "open directory");
       if (fsetxattr (dfd, XATTR_OPAQUE, "y", 1, 0) < 0)
@@ -397,11 +506,23 @@ apply_whiteout (struct apply_ctx *c, struct archive_entry *e, const char *dir, c
   if (*victim == '\0' || strcmp (victim, ".") == 0 || strcmp (victim, "..") == 0)
     return cimg_error_set (err, EINVAL, "invalid whiteout");
 
-  cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+  int dfd = parent_fd (c, dir);
   if (dfd < 0)
     return cimg_error_sys (err, "open parent directory");
-  if (remove_existing (dfd, victim, err) < 0)
-    return -1;
+  struct stat st;
+  if (fstatat (dfd, victim, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    {
+      if (!S_ISDIR (st.st_mode))
+        return 0;
+      cleanup_close int fd = openat (dfd, victim, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0)
+        return cimg_error_sys (err, "open directory");
+      if (fsetxattr (fd, XATTR_OPAQUE, "y", 1, 0) < 0)
+        return cimg_error_sys (err, "mark directory opaque");
+      return 0;
+    }
+  if (errno != ENOENT)
+    return cimg_error_sys (err, "stat existing entry");
   if (mknodat (dfd, victim, S_IFCHR | 0, makedev (0, 0)) < 0)
     return cimg_error_sys (err, "create whiteout");
   /* The entry's time, so that packing the result again gives the same bytes. */
@@ -434,27 +555,30 @@ apply_hardlink (struct apply_ctx *c, int dfd, const char *base, const char *targ
   if (S_ISDIR (tst.st_mode))
     return cimg_error_set (err, EPERM, "hardlink target \"%s\" is a directory", target_name);
 
-  if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
+  /* Created first, the name looked at only when it is taken: in a fresh layer it never is. */
+  for (int attempt = 0;; attempt++)
     {
+      int r = linkat (tfd, "", dfd, base, AT_EMPTY_PATH);
+      /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10); the /proc link of the
+         same fd does not, and AT_SYMLINK_FOLLOW on it reaches the inode we hold, even a
+         symlink. */
+      if (r < 0 && (errno == ENOENT || errno == EPERM))
+        {
+          char proc[64];
+          snprintf (proc, sizeof proc, "/proc/self/fd/%d", tfd);
+          r = linkat (AT_FDCWD, proc, dfd, base, AT_SYMLINK_FOLLOW);
+        }
+      if (r == 0)
+        return 0;
+      if (errno != EEXIST || attempt > 0)
+        return cimg_error_sys (err, "create hardlink to \"%s\"", target_name);
+      if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return cimg_error_sys (err, "stat existing entry");
       if (st.st_dev == tst.st_dev && st.st_ino == tst.st_ino)
         return 0;
-      if (remove_existing (dfd, base, err) < 0)
+      if (remove_existing (c, dfd, base, &st, err) < 0)
         return -1;
     }
-  else if (errno != ENOENT)
-    return cimg_error_sys (err, "stat existing entry");
-
-  if (linkat (tfd, "", dfd, base, AT_EMPTY_PATH) == 0)
-    return 0;
-  /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (before Linux 6.10); the /proc link of the same
-     fd does not, and AT_SYMLINK_FOLLOW on it reaches the inode we hold, even a symlink. */
-  if (errno != ENOENT && errno != EPERM)
-    return cimg_error_sys (err, "create hardlink to \"%s\"", target_name);
-  char proc[64];
-  snprintf (proc, sizeof proc, "/proc/self/fd/%d", tfd);
-  if (linkat (AT_FDCWD, proc, dfd, base, AT_SYMLINK_FOLLOW) < 0)
-    return cimg_error_sys (err, "create hardlink to \"%s\"", target_name);
-  return 0;
 }
 
 static int
@@ -465,9 +589,82 @@ apply_root (struct apply_ctx *c, struct archive_entry *e, cimg_error_t *err)
   cleanup_close int fd = openat (c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return cimg_error_sys (err, "open the layer root");
-  if (apply_meta_fd (c, e, fd, false, err) < 0)
+  /* The root's group and setgid bit may change, which the cached parent's pgid may not miss. */
+  c->pvalid = false;
+  if (apply_meta_fd (c, e, fd, false, false, 0, err) < 0)
     return -1;
   remember_dir (c, "", e);
+  return 0;
+}
+
+/* Create a regular file and write its content. Created first and the name looked at only when
+   it is taken (never in a fresh layer), with its final mode when the umask lets it, so that a
+   plain file costs open, write, futimens and close. */
+static int
+apply_regular (struct apply_ctx *c, struct archive_entry *e, int dfd, const char *base,
+               cimg_error_t *err)
+{
+  mode_t perm = archive_entry_perm (e) & 07777;
+  /* Content before ownership and mode: writing would clear setuid and capabilities, so those
+     files start private and get their mode afterwards. */
+  bool exact = (perm & 07000) == 0 && (perm & c->umask) == 0;
+  mode_t mode = exact ? perm : 0600;
+  cleanup_close int fd = -1;
+  for (int attempt = 0;; attempt++)
+    {
+      fd = openat (dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd >= 0)
+        break;
+      if (errno != EEXIST || attempt > 0)
+        return cimg_error_sys (err, "create file");
+      if (remove_existing (c, dfd, base, NULL, err) < 0)
+        return -1;
+    }
+  if (write_content (c, e, fd, err) < 0)
+    return -1;
+  return apply_meta_fd (c, e, fd, true, true, exact ? perm : (mode_t)-1, err);
+}
+
+static int
+apply_dir (struct apply_ctx *c, struct archive_entry *e, int dfd, const char *path,
+           const char *base, cimg_error_t *err)
+{
+  bool opaque = false;
+  if (mkdirat (dfd, base, 0700) < 0)
+    {
+      if (errno != EEXIST)
+        return cimg_error_sys (err, "create directory");
+      struct stat st;
+      if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return cimg_error_sys (err, "stat existing entry");
+      /* A directory over a directory merges: what is inside stays, the metadata changes. */
+      if (!S_ISDIR (st.st_mode))
+        {
+          /* Over this layer's own whiteout: the lower layers' directory is gone, so this one
+             hides what they had (OCI layer.md: a whiteout applies to lower layers only). */
+          opaque = is_whiteout (&st);
+          if (remove_existing (c, dfd, base, &st, err) < 0)
+            return -1;
+          if (mkdirat (dfd, base, 0700) < 0)
+            return cimg_error_sys (err, "create directory");
+        }
+    }
+  cleanup_close int fd = openat (dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return cimg_error_sys (err, "open directory");
+  if (apply_meta_fd (c, e, fd, false, false, 0, err) < 0)
+    return -1;
+  if (opaque && fsetxattr (fd, XATTR_OPAQUE, "y", 1, 0) < 0)
+    return cimg_error_sys (err, "mark directory opaque");
+  struct stat st;
+  if (fstat (fd, &st) < 0)
+    return cimg_error_sys (err, "stat directory");
+  remember_dir (c, path, e);
+  /* Its entries usually come next: it is their parent, already resolved (base was entered
+     without following anything, in the directory path's parent), unless a name was removed
+     on the way. */
+  if (c->pvalid)
+    set_parent (c, path, steal_fd (&fd), &st);
   return 0;
 }
 
@@ -478,8 +675,14 @@ apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cim
   if (clean_name (name, &path) < 0)
     return cimg_error_set (err, EINVAL, "path leaves the layer");
   char *slash = strrchr (path, '/');
-  cleanup_free char *dir = slash ? xstrndup (path, (size_t)(slash - path)) : xstrdup ("");
-  const char *base = slash ? slash + 1 : path;
+  const char *base = path;
+  const char *dir = "";
+  if (slash)
+    {
+      *slash = '\0';
+      dir = path;
+      base = slash + 1;
+    }
 
   if (cimg_str_has_prefix (base, WH_PREFIX))
     {
@@ -499,7 +702,7 @@ apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cim
       return 0;
     }
 
-  cleanup_close int dfd = open_dir_in_root (c->rootfd, dir);
+  int dfd = parent_fd (c, dir);
   if (dfd < 0)
     return cimg_error_sys (err, "open parent directory");
 
@@ -517,47 +720,31 @@ apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cim
     {
     case AE_IFDIR:
       {
-        struct stat st;
-        /* A directory over a directory merges: what is inside stays, the metadata changes. */
-        if (fstatat (dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR (st.st_mode))
-          {
-            if (remove_existing (dfd, base, err) < 0)
-              return -1;
-            if (mkdirat (dfd, base, 0700) < 0)
-              return cimg_error_sys (err, "create directory");
-          }
-        cleanup_close int fd = openat (dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-          return cimg_error_sys (err, "open directory");
-        if (apply_meta_fd (c, e, fd, false, err) < 0)
+        /* The whole path again (dir and base were cut out of it). */
+        if (slash)
+          *slash = '/';
+        if (apply_dir (c, e, dfd, path, base, err) < 0)
           return -1;
-        remember_dir (c, path, e);
         break;
       }
     case AE_IFREG:
-      {
-        if (remove_existing (dfd, base, err) < 0)
-          return -1;
-        cleanup_close int fd
-            = openat (dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
-          return cimg_error_sys (err, "create file");
-        /* Content before ownership and mode: writing would clear setuid and capabilities. */
-        if (write_content (c, e, fd, err) < 0)
-          return -1;
-        if (apply_meta_fd (c, e, fd, true, err) < 0)
-          return -1;
-        break;
-      }
+      if (apply_regular (c, e, dfd, base, err) < 0)
+        return -1;
+      break;
     case AE_IFLNK:
       {
         const char *target = archive_entry_symlink (e);
         if (target == NULL || *target == '\0')
           return cimg_error_set (err, EINVAL, "symlink without a target");
-        if (remove_existing (dfd, base, err) < 0)
-          return -1;
         if (symlinkat (target, dfd, base) < 0)
-          return cimg_error_sys (err, "create symlink");
+          {
+            if (errno != EEXIST)
+              return cimg_error_sys (err, "create symlink");
+            if (remove_existing (c, dfd, base, NULL, err) < 0)
+              return -1;
+            if (symlinkat (target, dfd, base) < 0)
+              return cimg_error_sys (err, "create symlink");
+          }
         if (apply_meta_path (e, dfd, base, true, err) < 0)
           return -1;
         break;
@@ -576,10 +763,15 @@ apply_entry (struct apply_ctx *c, struct archive_entry *e, const char *name, cim
               return cimg_error_set (err, ERANGE, "device number %lu:%lu out of range", maj, min);
             rdev = makedev (maj, min);
           }
-        if (remove_existing (dfd, base, err) < 0)
-          return -1;
         if (mknodat (dfd, base, type | 0600, rdev) < 0)
-          return cimg_error_sys (err, "create %s", type == AE_IFIFO ? "fifo" : "device node");
+          {
+            if (errno != EEXIST)
+              return cimg_error_sys (err, "create %s", type == AE_IFIFO ? "fifo" : "device node");
+            if (remove_existing (c, dfd, base, NULL, err) < 0)
+              return -1;
+            if (mknodat (dfd, base, type | 0600, rdev) < 0)
+              return cimg_error_sys (err, "create %s", type == AE_IFIFO ? "fifo" : "device node");
+          }
         if (apply_meta_path (e, dfd, base, false, err) < 0)
           return -1;
         break;
@@ -613,6 +805,26 @@ apply_dir_times (struct apply_ctx *c, cimg_error_t *err)
   return 0;
 }
 
+/* umask(2) can only be read by changing it, which would race other threads' file creation. */
+static mode_t
+process_umask (void)
+{
+  mode_t mask = 0777;
+  FILE *f = fopen ("/proc/self/status", "re");
+  if (f == NULL)
+    return mask;
+  char line[256];
+  unsigned int v;
+  while (fgets (line, sizeof line, f))
+    if (sscanf (line, "Umask: %o", &v) == 1)
+      {
+        mask = (mode_t)v & 0777;
+        break;
+      }
+  fclose (f);
+  return mask;
+}
+
 int
 cimg_layer_apply (struct archive *a, int rootfd, const struct cimg_apply_opts *opts,
                   struct cimg_apply_stats *stats, cimg_error_t *err)
@@ -621,6 +833,10 @@ cimg_layer_apply (struct archive *a, int rootfd, const struct cimg_apply_opts *o
     .a = a,
     .rootfd = rootfd,
     .max_size = opts ? opts->max_size : 0,
+    .pdfd = -1,
+    .euid = geteuid (),
+    .egid = getegid (),
+    .umask = process_umask (),
   };
   int ret = -1;
 
@@ -660,6 +876,9 @@ out:
   for (size_t i = 0; i < c.n_dirs; i++)
     free (c.dirs[i].path);
   free (c.dirs);
+  if (c.pdfd >= 0)
+    close (c.pdfd);
+  free (c.pdir);
   return ret;
 }
 

@@ -12,6 +12,8 @@
    burst of network data never waits on a small file's metadata syscalls. */
 #define RING_SIZE (4 * 1024 * 1024)
 #define READ_CHUNK (256 * 1024)
+/* Uncompressed bytes between two background syncs of the layer's file system (see flusher). */
+#define FLUSH_EVERY ((int64_t)32 << 20)
 
 struct cimg_layer_sink
 {
@@ -40,6 +42,13 @@ struct cimg_layer_sink
   bool finished;
   int64_t max_size;   /* max-layer-size; 0: none */
   int64_t plain_size; /* uncompressed bytes seen */
+
+  pthread_t flusher;
+  bool flusher_started;
+  pthread_mutex_t fmu;
+  pthread_cond_t fcv;
+  bool flush_req, flush_stop;
+  int64_t flush_at; /* plain_size at which the next background sync is asked for */
 };
 
 /* A decompression bomb (a few MB of gzip or zstd that inflate to terabytes of zeros, in files or
@@ -215,6 +224,46 @@ worker (void *data)
   return NULL;
 }
 
+/* Nothing reaches the disk on its own while a layer is written: the kernel starts writing dirty
+   pages back only at 10 % of memory or after 30 s, so the sync before the commit used to write
+   the whole layer (and its blob) while the pull waited. Syncing the file system in the
+   background every FLUSH_EVERY bytes lets the disk work while the tar is still being inflated
+   and unpacked; the sync before the commit then has only the tail left. Durability does not
+   rest on these syncs: cimg_layer_sink_finish still syncs before the rename. */
+static void *
+flusher (void *data)
+{
+  struct cimg_layer_sink *k = data;
+  pthread_mutex_lock (&k->fmu);
+  for (;;)
+    {
+      while (!k->flush_req && !k->flush_stop)
+        pthread_cond_wait (&k->fcv, &k->fmu);
+      if (k->flush_stop)
+        break;
+      k->flush_req = false;
+      pthread_mutex_unlock (&k->fmu);
+      /* Best effort: an error here shows again in the final sync, which reports it. */
+      (void)syncfs (k->diffd);
+      pthread_mutex_lock (&k->fmu);
+    }
+  pthread_mutex_unlock (&k->fmu);
+  return NULL;
+}
+
+static void
+stop_flusher (struct cimg_layer_sink *k)
+{
+  if (!k->flusher_started)
+    return;
+  pthread_mutex_lock (&k->fmu);
+  k->flush_stop = true;
+  pthread_cond_signal (&k->fcv);
+  pthread_mutex_unlock (&k->fmu);
+  pthread_join (k->flusher, NULL);
+  k->flusher_started = false;
+}
+
 static int
 worker_error (struct cimg_layer_sink *k, cimg_error_t *err)
 {
@@ -235,6 +284,14 @@ push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
                            "cimg config)",
                            (long long)k->max_size);
   k->plain_size += (int64_t)len;
+  if (k->flusher_started && k->plain_size >= k->flush_at)
+    {
+      k->flush_at = k->plain_size + FLUSH_EVERY;
+      pthread_mutex_lock (&k->fmu);
+      k->flush_req = true;
+      pthread_cond_signal (&k->fcv);
+      pthread_mutex_unlock (&k->fmu);
+    }
   cimg_sha256_update (k->h_diff, buf, len);
   pthread_mutex_lock (&k->mu);
   while (len > 0)
@@ -288,6 +345,9 @@ cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flag
   k->inflater = cimg_inflater_new (push_plain, k);
   pthread_mutex_init (&k->mu, NULL);
   pthread_cond_init (&k->cv, NULL);
+  pthread_mutex_init (&k->fmu, NULL);
+  pthread_cond_init (&k->fcv, NULL);
+  k->flush_at = FLUSH_EVERY;
   char hex[65];
   cimg_random_hex64 (hex);
   k->tmpname = xasprintf ("layers/tmp-%.24s", hex);
@@ -317,6 +377,8 @@ cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flag
       goto fail;
     }
   k->thread_started = true;
+  /* Without it the layer is only synced at the end, as before: not a reason to fail. */
+  k->flusher_started = pthread_create (&k->flusher, NULL, flusher, k) == 0;
   return k;
 fail:
   cimg_layer_sink_free (k);
@@ -401,6 +463,7 @@ cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
   if (cimg_inflater_finish (k->inflater, err) < 0)
     return -1;
   stop_worker (k);
+  stop_flusher (k);
   if (k->worker_rc < 0)
     return worker_error (k, err);
   cimg_sha256_final (k->h_comp, li.digest);
@@ -466,6 +529,7 @@ cimg_layer_sink_free (struct cimg_layer_sink *k)
   if (k == NULL)
     return;
   stop_worker (k);
+  stop_flusher (k);
   if (k->diffd >= 0)
     close (k->diffd);
   /* Whatever did not become a layer (failure, or a duplicate of one already stored) goes. */
@@ -480,6 +544,8 @@ cimg_layer_sink_free (struct cimg_layer_sink *k)
   cimg_sha256_free (k->h_diff);
   pthread_mutex_destroy (&k->mu);
   pthread_cond_destroy (&k->cv);
+  pthread_mutex_destroy (&k->fmu);
+  pthread_cond_destroy (&k->fcv);
   free (k->ring);
   free (k->rbuf);
   free (k->tmpname);

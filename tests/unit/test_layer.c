@@ -663,13 +663,13 @@ test_apply_whiteouts (void **state)
   if (!trusted_xattrs_supported (f->rootfd))
     skip ();
 
+  /* Whiteouts of names this layer does not have (the lower layers' files). */
   tw_init (&t);
   tw_dir (&t, "a", 0755);
-  tw_file (&t, "a/f", 0644, "f");
+  tw_file (&t, "a/kept", 0644, "kept");
   tw_file (&t, "a/.wh.f", 0644, "");
   tw_dir (&t, "b", 0755);
-  tw_dir (&t, "b/sub", 0755);
-  tw_file (&t, "b/sub/inner", 0644, "inner");
+  tw_file (&t, "b/.wh.sub", 0644, "");
   tw_file (&t, "b/.wh.sub", 0644, "");
   tw_file (&t, ".wh.gone", 0644, "");
   tw_dir (&t, "o", 0755);
@@ -684,7 +684,8 @@ test_apply_whiteouts (void **state)
   int r = apply_buf (t.m.data, t.m.len, f->rootfd, 0, &stats, &err);
   if (r < 0)
     fail_msg ("apply: %s", err.msg);
-  assert_int_equal (stats.entries, 11);
+  assert_int_equal (stats.entries, 10);
+  assert_content (f->rootfd, "a/kept", "kept");
 
   struct stat st;
   const char *wh[] = { "a/f", "b/sub", "gone" };
@@ -723,6 +724,192 @@ test_apply_whiteouts (void **state)
   n = xattr_at (f->rootfd, "new/dir", "trusted.overlay.opaque", buf, sizeof buf);
   assert_int_equal (n, 1);
   tw_free (&t);
+  assert_outside_intact (f, NULL);
+}
+
+static void
+assert_whiteout_at (int dfd, const char *name)
+{
+  struct stat st;
+  lstat_at (dfd, name, &st);
+  if (!S_ISCHR (st.st_mode) || st.st_rdev != makedev (0, 0))
+    fail_msg ("%s: not a whiteout (mode 0%o)", name, (unsigned)st.st_mode);
+}
+
+static void
+assert_opaque (int dfd, const char *name, bool want)
+{
+  char buf[16];
+  ssize_t n = xattr_at (dfd, name, "trusted.overlay.opaque", buf, sizeof buf);
+  if (want && (n != 1 || buf[0] != 'y'))
+    fail_msg ("%s: not opaque", name);
+  if (!want && n >= 0)
+    fail_msg ("%s: opaque", name);
+}
+
+/* OCI layer.md: "Whiteout files MUST only apply to resources in lower/parent layers. Files that
+   are present in the same layer as a whiteout file can only be hidden by whiteout files in
+   subsequent layers." Every entry of the layer stays, whatever the order; a directory of the
+   layer that is also whited out hides the lower layers' directory (opaque). */
+static void
+test_apply_whiteout_same_layer (void **state)
+{
+  struct fx *f = *state;
+  cimg_error_t err = { 0 };
+  struct cimg_apply_stats stats = { 0 };
+  struct tarw t;
+
+  if (!trusted_xattrs_supported (f->rootfd))
+    skip ();
+
+  tw_init (&t);
+  /* entry, then its whiteout */
+  tw_file (&t, "keep", 0644, "k");
+  tw_file (&t, ".wh.keep", 0644, "");
+  tw_symlink (&t, "lnk", "keep");
+  tw_file (&t, ".wh.lnk", 0644, "");
+  tw_hardlink (&t, "hard", "keep");
+  tw_file (&t, ".wh.hard", 0644, "");
+  tw_dir (&t, "d", 0750);
+  tw_file (&t, "d/in", 0644, "d-in");
+  tw_file (&t, ".wh.d", 0644, "");
+  /* a directory made only as the parent of an entry, then whited out */
+  tw_file (&t, "implicit/deep/file", 0644, "deep");
+  tw_file (&t, ".wh.implicit", 0644, "");
+  /* whiteout, then the entry */
+  tw_file (&t, ".wh.later", 0644, "");
+  tw_file (&t, "later", 0600, "l");
+  tw_file (&t, ".wh.e", 0644, "");
+  tw_dir (&t, "e", 0711);
+  tw_file (&t, "e/in", 0644, "e-in");
+  /* whiteout, then an entry below it without the directory's own entry */
+  tw_file (&t, ".wh.g", 0644, "");
+  tw_file (&t, "g/in", 0644, "g-in");
+  /* an opaque marker after entries of its directory, and more entries after it */
+  tw_dir (&t, "o", 0755);
+  tw_file (&t, "o/a", 0644, "o-a");
+  tw_dir (&t, "o/sub", 0755);
+  tw_file (&t, "o/sub/x", 0644, "o-sub-x");
+  tw_file (&t, "o/.wh..wh..opq", 0644, "");
+  tw_file (&t, "o/b", 0644, "o-b");
+  /* a whiteout of a name the layer does not have is still made */
+  tw_file (&t, ".wh.lower", 0644, "");
+  tw_close (&t);
+  int r = apply_buf (t.m.data, t.m.len, f->rootfd, 0, &stats, &err);
+  if (r < 0)
+    fail_msg ("apply: %s", err.msg);
+  tw_free (&t);
+
+  struct stat st, st2;
+  assert_content (f->rootfd, "keep", "k");
+  lstat_at (f->rootfd, "lnk", &st);
+  assert_true (S_ISLNK (st.st_mode));
+  lstat_at (f->rootfd, "keep", &st);
+  lstat_at (f->rootfd, "hard", &st2);
+  assert_int_equal (st.st_ino, st2.st_ino);
+  assert_opaque (f->rootfd, "keep", false);
+
+  lstat_at (f->rootfd, "d", &st);
+  assert_true (S_ISDIR (st.st_mode));
+  assert_int_equal (st.st_mode & 07777, 0750);
+  assert_content (f->rootfd, "d/in", "d-in");
+  assert_opaque (f->rootfd, "d", true);
+  assert_content (f->rootfd, "implicit/deep/file", "deep");
+  assert_opaque (f->rootfd, "implicit", true);
+  assert_opaque (f->rootfd, "implicit/deep", false);
+
+  assert_content (f->rootfd, "later", "l");
+  lstat_at (f->rootfd, "later", &st);
+  assert_int_equal (st.st_mode & 07777, 0600);
+  lstat_at (f->rootfd, "e", &st);
+  assert_true (S_ISDIR (st.st_mode));
+  assert_int_equal (st.st_mode & 07777, 0711);
+  assert_content (f->rootfd, "e/in", "e-in");
+  assert_opaque (f->rootfd, "e", true);
+  lstat_at (f->rootfd, "g", &st);
+  assert_true (S_ISDIR (st.st_mode));
+  assert_content (f->rootfd, "g/in", "g-in");
+  assert_opaque (f->rootfd, "g", true);
+
+  assert_content (f->rootfd, "o/a", "o-a");
+  assert_content (f->rootfd, "o/sub/x", "o-sub-x");
+  assert_content (f->rootfd, "o/b", "o-b");
+  assert_opaque (f->rootfd, "o", true);
+  assert_opaque (f->rootfd, "o/sub", false);
+  assert_false (exists_at (f->rootfd, "o/.wh..wh..opq"));
+
+  assert_whiteout_at (f->rootfd, "lower");
+  const char *markers[] = { ".wh.keep",  ".wh.lnk", ".wh.hard", ".wh.d",    ".wh.implicit",
+                            ".wh.later", ".wh.e",   ".wh.g",    ".wh.lower" };
+  for (size_t i = 0; i < ARRAY_SIZE (markers); i++)
+    assert_false (exists_at (f->rootfd, markers[i]));
+  /* Not made opaque by accident. */
+  assert_opaque (f->rootfd, ".", false);
+  assert_outside_intact (f, NULL);
+}
+
+static void
+tw_owned (struct tarw *t, const char *name, mode_t type, mode_t perm, int64_t uid, int64_t gid,
+          const char *content)
+{
+  struct archive_entry *e = ent (name, type, perm);
+  archive_entry_set_uid (e, uid);
+  archive_entry_set_gid (e, gid);
+  tw_put (t, e, content, content ? strlen (content) : 0);
+}
+
+static void
+assert_owner_mode (int dfd, const char *name, uid_t uid, gid_t gid, mode_t mode)
+{
+  struct stat st;
+  lstat_at (dfd, name, &st);
+  if (st.st_uid != uid || st.st_gid != gid || (st.st_mode & 07777) != mode)
+    fail_msg ("%s: %u:%u 0%o, expected %u:%u 0%o", name, (unsigned)st.st_uid, (unsigned)st.st_gid,
+              (unsigned)(st.st_mode & 07777), (unsigned)uid, (unsigned)gid, (unsigned)mode);
+}
+
+/* Files are created with their final owner and mode where they can be, and the chown and chmod
+   left out: what the kernel gives a new file (a setgid directory's group, the umask) must never
+   make the result differ from what the tar says. */
+static void
+test_apply_owner_mode (void **state)
+{
+  struct fx *f = *state;
+  cimg_error_t err = { 0 };
+  struct tarw t;
+
+  mode_t old = umask (027);
+  tw_init (&t);
+  tw_owned (&t, "plain", AE_IFREG, 0644, 0, 0, "p");
+  tw_owned (&t, "open", AE_IFREG, 0666, 0, 0, "o");
+  tw_owned (&t, "none", AE_IFREG, 0, 0, 0, "n");
+  tw_owned (&t, "other", AE_IFREG, 0640, 1000, 1001, "x");
+  tw_owned (&t, "suid", AE_IFREG, 04755, 0, 0, "s");
+  tw_owned (&t, "sg", AE_IFDIR, 02775, 0, 7, NULL);
+  tw_owned (&t, "sg/root-group", AE_IFREG, 0644, 0, 0, "r");
+  tw_owned (&t, "sg/dir-group", AE_IFREG, 0644, 0, 7, "d");
+  tw_owned (&t, "sg/sub/implicit", AE_IFREG, 0600, 0, 0, "i");
+  /* The root made setgid after a file of it: the next file's group is still the tar's. */
+  tw_owned (&t, "./", AE_IFDIR, 02755, 0, 9, NULL);
+  tw_owned (&t, "after-root", AE_IFREG, 0644, 0, 0, "a");
+  int r = apply_tw (&t, f->rootfd, &err);
+  umask (old);
+  if (r < 0)
+    fail_msg ("apply: %s", err.msg);
+  tw_free (&t);
+
+  assert_owner_mode (f->rootfd, "plain", 0, 0, 0644);
+  assert_owner_mode (f->rootfd, "open", 0, 0, 0666);
+  assert_owner_mode (f->rootfd, "none", 0, 0, 0);
+  assert_owner_mode (f->rootfd, "other", 1000, 1001, 0640);
+  assert_owner_mode (f->rootfd, "suid", 0, 0, 04755);
+  assert_owner_mode (f->rootfd, "sg", 0, 7, 02775);
+  assert_owner_mode (f->rootfd, "sg/root-group", 0, 0, 0644);
+  assert_owner_mode (f->rootfd, "sg/dir-group", 0, 7, 0644);
+  assert_owner_mode (f->rootfd, "sg/sub/implicit", 0, 0, 0600);
+  assert_owner_mode (f->rootfd, "after-root", 0, 0, 0644);
+  assert_content (f->rootfd, "none", "n");
+  assert_content (f->rootfd, "sg/dir-group", "d");
   assert_outside_intact (f, NULL);
 }
 
@@ -1260,6 +1447,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_apply_dir_replaced_by_symlink, setup, teardown),
     cmocka_unit_test_setup_teardown (test_apply_hardlink_outside, setup, teardown),
     cmocka_unit_test_setup_teardown (test_apply_whiteouts, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_apply_whiteout_same_layer, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_apply_owner_mode, setup, teardown),
     cmocka_unit_test_setup_teardown (test_apply_bad_whiteouts, setup, teardown),
     cmocka_unit_test_setup_teardown (test_apply_max_size, setup, teardown),
     cmocka_unit_test_setup_teardown (test_apply_duplicates, setup, teardown),

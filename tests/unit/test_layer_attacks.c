@@ -905,7 +905,9 @@ co_whiteout_current_directory (void **state)
   expect_refused (v, &t, "entry \"etc/.wh..\": invalid whiteout");
 }
 
-/* A whiteout of a symlink whites out the link, never its target. */
+/* A whiteout of a symlink never acts on its target. The links are this layer's own entries,
+   which a whiteout of the same layer does not remove (OCI layer.md: whiteouts apply to the lower
+   layers only); a whiteout of a name only the lower layers have is still made. */
 static void
 co_whiteout_symlink (void **state)
 {
@@ -918,10 +920,12 @@ co_whiteout_symlink (void **state)
   tw_symlink (&t, "hostetc", keep (v, xasprintf ("%s/etc", v->canary)));
   tw_file (&t, ".wh.localetc", "");
   tw_file (&t, ".wh.hostetc", "");
+  tw_file (&t, ".wh.lowerlink", "");
   expect_contained (v, &t);
   assert_content (v, "etc/passwd", "all users");
-  assert_whiteout (v, "localetc");
-  assert_whiteout (v, "hostetc");
+  assert_type (v, "localetc", S_IFLNK);
+  assert_type (v, "hostetc", S_IFLNK);
+  assert_whiteout (v, "lowerlink");
 }
 
 static void
@@ -935,9 +939,12 @@ co_whiteout_symlink_path (void **state)
   tw_file (&t, "/etc/whitedout", "ahhhh whiteout");
   tw_symlink (&t, "localetc", "/etc");
   tw_file (&t, "localetc/.wh.whitedout", "");
+  tw_file (&t, "localetc/.wh.lower", "");
   expect_contained (v, &t);
   assert_content (v, "etc/passwd", "all users");
-  assert_whiteout (v, "etc/whitedout");
+  /* The layer's own file stays; the lower layers' etc/lower is whited out through the link. */
+  assert_content (v, "etc/whitedout", "ahhhh whiteout");
+  assert_whiteout (v, "etc/lower");
 }
 
 /* The canary's etc/whitedout by its host path, absolute and relative. */
@@ -994,8 +1001,12 @@ co_whiteout_relative_path (void **state)
   tw_file (&t, "/etc/passwd", "all users");
   tw_symlink (&t, "localetc", "/dne");
   tw_file (&t, "dne/../.wh.etc", "");
+  tw_file (&t, "dne/../.wh.lower", "");
   expect_contained (v, &t);
-  assert_whiteout (v, "etc");
+  /* The layer's own etc stays, opaque over the lower layers' etc that the whiteout removes. */
+  assert_content (v, "etc/passwd", "all users");
+  assert_int_equal (xattr_in (v, "etc", "trusted.overlay.opaque"), 1);
+  assert_whiteout (v, "lower");
   assert_type (v, "localetc", S_IFLNK);
 }
 
