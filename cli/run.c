@@ -1742,7 +1742,8 @@ cmd_ps (struct cli *c, int argc, char **argv)
   cimg_error_t err = { 0 };
   struct cimg_container **v = NULL;
   size_t n = 0;
-  if (cimg_container_list (s, &v, &n, &err) < 0)
+  /* The summaries hold every field read below (ps_state, ps_match, command_of, since). */
+  if (cimg_container_list_brief (s, &v, &n, &err) < 0)
     return cli_fail (&err);
   struct table *t = quiet || as_json ? NULL : table_new (7);
   if (t)

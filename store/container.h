@@ -11,8 +11,10 @@ struct cimg_container
   char id[65];
   json_t *config; /* config.json: Id, Name ("/name"), Image, ImageName, Created, Path, Args,
                      Config, HostConfig, … */
-  json_t *state;  /* state.json: Status, Pid, PidStart, ExitCode, StartedAt, FinishedAt,
-                     OOMKilled */
+  json_t *state;  /* state.json: Status, Pid, PidStart, PidIno, ExitCode, StartedAt,
+                     FinishedAt, OOMKilled */
+  bool brief;     /* from cimg_container_list_brief's summaries: config and state hold only
+                     the fields ps shows */
 };
 
 void cimg_container_free (struct cimg_container *c);
@@ -36,6 +38,17 @@ struct cimg_container *cimg_container_find (struct cimg_store *s, const char *re
 /* Every container, newest first. */
 int cimg_container_list (struct cimg_store *s, struct cimg_container ***out, size_t *n,
                          cimg_error_t *err);
+
+/* Every container, newest first, for `ps`. A record is read from its summaries (the
+   user.cimg.ps xattrs that config.json and state.json carry, set whenever they are written;
+   see store/container.c) when they are there (state.json's unless it has none, "created") and
+   intact: brief is set, its config holds only Name, Image, ImageName, Created, Path and Args,
+   its state only Status, Pid, PidStart, PidIno, ExitCode, StartedAt, FinishedAt, OOMKilled,
+   Restarting, MonitorPid and MonitorStart, as they are on disk now. Otherwise it is read in
+   full, as cimg_container_list does, and its summaries set if its lock is free. For showing
+   records; take those to change or run from cimg_container_find. */
+int cimg_container_list_brief (struct cimg_store *s, struct cimg_container ***out, size_t *n,
+                               cimg_error_t *err);
 
 /* The name without its leading "/". */
 const char *cimg_container_name (const struct cimg_container *c);
