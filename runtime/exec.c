@@ -3,6 +3,7 @@
    cgroup, then confines itself as the container's process was (seccomp, user, capabilities,
    no-new-privileges) before execve. */
 #include "runtime/runtime-internal.h"
+#include "runtime/pty.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,10 +21,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-
-#ifndef TIOCGPTPEER
-#define TIOCGPTPEER _IO ('T', 0x41)
-#endif
 
 enum
 {
@@ -91,56 +88,9 @@ static const struct
   { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
 };
 
-/* In the child, in the container's mount namespace: a pty of the container's own devpts (as
-   its process got one: `tty` names /dev/pts/N inside), the controlling terminal of a new
-   session, as fds 0-2; the master goes to cimg. The window size is the caller's. */
-static int
-exec_setup_pty (int sock, const struct cimg_spec_process *p, cimg_error_t *err)
-{
-  struct winsize ws = { 0 };
-  if (ioctl (0, TIOCGWINSZ, &ws) < 0 && ioctl (1, TIOCGWINSZ, &ws) < 0)
-    memset (&ws, 0, sizeof ws);
-  if (p->rows && p->cols)
-    ws.ws_row = p->rows, ws.ws_col = p->cols;
-  int master = open ("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0)
-    return cimg_error_sys (err, "open /dev/pts/ptmx in the container");
-  int unlock = 0;
-  if (ioctl (master, TIOCSPTLCK, &unlock) < 0)
-    return cimg_error_sys (err, "unlock the pty");
-  int slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0)
-    {
-      int n;
-      char name[64];
-      if (ioctl (master, TIOCGPTN, &n) < 0)
-        return cimg_error_sys (err, "pty number");
-      snprintf (name, sizeof name, "/dev/pts/%d", n);
-      slave = open (name, O_RDWR | O_NOCTTY);
-      if (slave < 0)
-        return cimg_error_sys (err, "open %s", name);
-    }
-  if (ws.ws_row && ws.ws_col)
-    ioctl (slave, TIOCSWINSZ, &ws);
-  if (fchown (slave, p->uid, (gid_t)-1) < 0)
-    return cimg_error_sys (err, "chown the pty");
-  if (setsid () < 0)
-    return cimg_error_sys (err, "setsid");
-  if (ioctl (slave, TIOCSCTTY, 0) < 0)
-    return cimg_error_sys (err, "set the controlling terminal");
-  for (int fd = 0; fd < 3; fd++)
-    if (dup2 (slave, fd) < 0)
-      return cimg_error_sys (err, "dup2 the pty");
-  if (slave > 2)
-    close (slave);
-  xsend_fd (sock, X_PTY, master);
-  close (master);
-  return 0;
-}
-
 static _Noreturn void
 exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filter,
-            struct cimg_cgroup_join *join, const int *nsfds, int sock)
+            struct cimg_cgroup_join *join, const int *nsfds, const struct winsize *ws, int sock)
 {
   cimg_error_t err = { 0 };
   const struct cimg_spec_process *p = &x->process;
@@ -167,8 +117,20 @@ exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filt
         }
       close (nullfd);
     }
-  if (p->tty && !x->detach && exec_setup_pty (sock, p, &err) < 0)
-    xfail (sock, &err);
+  if (p->tty && !x->detach)
+    {
+      /* A session of its own, whose controlling terminal the pty becomes. */
+      if (setsid () < 0)
+        {
+          cimg_error_sys (&err, "setsid");
+          xfail (sock, &err);
+        }
+      int master = cimg_pty_setup_child (p->uid, ws, &err);
+      if (master < 0)
+        xfail (sock, &err);
+      xsend_fd (sock, X_PTY, master);
+      close (master);
+    }
   if (x->detach)
     {
       int nullfd = open ("/dev/null", O_RDWR | O_CLOEXEC);
@@ -253,28 +215,14 @@ on_flag (int sig)
     got_chld = 1;
 }
 
-static void
-copy_winsize (int master)
-{
-  struct winsize ws;
-  if (ioctl (0, TIOCGWINSZ, &ws) == 0 || ioctl (1, TIOCGWINSZ, &ws) == 0)
-    ioctl (master, TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH to its foreground group */
-}
-
 /* exec -t: the caller's terminal in raw mode (with -i), the pty's output to stdout, stdin
    into it, the window size after each SIGWINCH, until the process exited and what it wrote
    is drained. The terminal is restored on the way out. */
 static void
 pty_loop (int master, pid_t pid, bool stdin_open, int *status)
 {
-  struct termios saved;
-  bool raw = false;
-  if (stdin_open && isatty (0) && tcgetattr (0, &saved) == 0)
-    {
-      struct termios t = saved;
-      cfmakeraw (&t);
-      raw = tcsetattr (0, TCSANOW, &t) == 0;
-    }
+  struct cimg_pty_raw raw;
+  cimg_pty_raw_begin (&raw, stdin_open);
   sigset_t block, old, during;
   sigemptyset (&block);
   sigaddset (&block, SIGCHLD);
@@ -295,7 +243,7 @@ pty_loop (int master, pid_t pid, bool stdin_open, int *status)
       if (got_winch)
         {
           got_winch = 0;
-          copy_winsize (master);
+          cimg_pty_copy_winsize (master);
         }
       if (got_chld || !exited)
         {
@@ -349,8 +297,7 @@ pty_loop (int master, pid_t pid, bool stdin_open, int *status)
   sigaction (SIGCHLD, &oc, NULL);
   sigaction (SIGWINCH, &ow, NULL);
   sigprocmask (SIG_SETMASK, &old, NULL);
-  if (raw)
-    tcsetattr (0, TCSANOW, &saved);
+  cimg_pty_raw_end (&raw);
 }
 
 static volatile sig_atomic_t exec_child_pid;
@@ -407,6 +354,9 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
       cimg_error_sys (err, "open %s", path);
       goto out;
     }
+  struct winsize ws = { 0 };
+  if (x->process.tty && !x->detach)
+    cimg_pty_caller_winsize (x->process.rows, x->process.cols, &ws);
   if (x->seccomp
       && cimg_seccomp_prepare_for (x->store_dirfd, x->seccomp_profile, x->caps, &filter, err) < 0)
     goto out;
@@ -463,7 +413,7 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   if (pid == 0)
     {
       close (sv[0]);
-      exec_child (x, filter, &join, nsfds, sv[1]);
+      exec_child (x, filter, &join, nsfds, &ws, sv[1]);
     }
   /* Back to cimg's own: a later child of cimg (LeakSanitizer's tracer at exit, say) must not
      be born in the container. */
@@ -488,6 +438,19 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
       kill (pid, SIGKILL);
       waitpid (pid, NULL, 0);
       goto restore;
+    }
+  /* Without a pty or -d nothing from the child is needed while it runs: wait for it first, then
+     read what it said (its messages stay in the socket). cimg then sleeps once, as nsenter does,
+     instead of waking at its READY, at the EOF of its execve and at its exit: on a loaded
+     machine each wake-up is a scheduling delay (docs/runtime.md). */
+  bool reaped = false;
+  int st = 0;
+  if (!x->detach && !x->process.tty)
+    {
+      while (waitpid (pid, &st, 0) < 0 && errno == EINTR)
+        ;
+      exec_child_pid = 0;
+      reaped = true;
     }
   bool ready = false, failed = false;
   for (;;)
@@ -528,19 +491,21 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
     }
   if (failed)
     {
-      kill (pid, SIGKILL);
-      while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
-        ;
+      if (!reaped)
+        {
+          kill (pid, SIGKILL);
+          while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        }
       goto restore;
     }
   if (x->detach && !res->exec_error)
     ret = 0;
   else
     {
-      int st = 0;
-      if (master >= 0 && !res->exec_error)
+      if (!reaped && master >= 0 && !res->exec_error)
         pty_loop (master, pid, x->process.stdin_open, &st);
-      else
+      else if (!reaped)
         while (waitpid (pid, &st, 0) < 0 && errno == EINTR)
           ;
       res->status = st;

@@ -600,6 +600,34 @@ relevant_caps (void)
   return m;
 }
 
+/* util's SHA-256 with the "sha256:" prefix left off: the cache's names and sums are bare hex. */
+struct sha
+{
+  struct cimg_sha256 *h;
+};
+
+static void
+sha_init (struct sha *s)
+{
+  s->h = cimg_sha256_new ();
+}
+
+static void
+sha_update (struct sha *s, const void *buf, size_t len)
+{
+  cimg_sha256_update (s->h, buf, len);
+}
+
+static void
+sha_hex (struct sha *s, char out[64])
+{
+  char d[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_final (s->h, d);
+  cimg_sha256_free (s->h);
+  s->h = NULL;
+  memcpy (out, d + strlen ("sha256:"), 64);
+}
+
 static void
 make_key (uint64_t capmask, struct key *k)
 {
@@ -613,9 +641,11 @@ make_key (uint64_t capmask, struct key *k)
                     "arch %#x\nkernel >= 4.8: %d\ncaps %#llx\n",
                     PROFILE_VERSION, CACHE_FORMAT, v ? v->major : 0, v ? v->minor : 0,
                     v ? v->micro : 0, k->arch, k->since_4_8, (unsigned long long)k->caps);
-  char d[CIMG_DIGEST_BUFSIZE];
-  cimg_sha256_buf (text, (size_t)n, d);
-  memcpy (k->hex, cimg_digest_hex (d), sizeof k->hex);
+  struct sha s;
+  sha_init (&s);
+  sha_update (&s, text, (size_t)n);
+  sha_hex (&s, k->hex);
+  k->hex[64] = '\0';
 }
 
 /* The profile for k, as a libseccomp context (NULL with err set). */
@@ -814,12 +844,11 @@ compile (const struct key *k, cimg_error_t *err)
 static void
 cache_sum (const struct cache_header *h, const struct sock_filter *insns, size_t n, char out[64])
 {
-  cleanup_sha256 struct cimg_sha256 *s = cimg_sha256_new ();
-  cimg_sha256_update (s, h, offsetof (struct cache_header, sum));
-  cimg_sha256_update (s, insns, n * sizeof *insns);
-  char d[CIMG_DIGEST_BUFSIZE];
-  cimg_sha256_final (s, d);
-  memcpy (out, cimg_digest_hex (d), 64);
+  struct sha s;
+  sha_init (&s);
+  sha_update (&s, h, offsetof (struct cache_header, sum));
+  sha_update (&s, insns, n * sizeof *insns);
+  sha_hex (&s, out);
 }
 
 /* <store>/seccomp, made 0700 if missing; -1 when it cannot be used, which only costs a

@@ -1,6 +1,7 @@
 /* The spawner: cgroup, clone into new namespaces, the container's setup up to execve, and the
    parent's wait loop (signals, pty). See docs/runtime.md for why each step is where it is. */
 #include "runtime/runtime-internal.h"
+#include "runtime/pty.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +22,6 @@
 #include <termios.h>
 #include <unistd.h>
 
-#ifndef TIOCGPTPEER
-#define TIOCGPTPEER _IO ('T', 0x41)
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -164,44 +162,6 @@ exec_command (const struct cimg_spec_process *p, char *msg, size_t n)
   return 127;
 }
 
-static int
-setup_pty (int sock, const struct cimg_spec_process *p, const struct winsize *ws, cimg_error_t *err)
-{
-  /* The pty comes from the container's own devpts instance: its slave is /dev/pts/0 inside,
-     which `tty` can name; a pty of the host's devpts would not exist in the container. */
-  cleanup_close int master = open ("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0)
-    return cimg_error_sys (err, "open /dev/pts/ptmx");
-  int unlock = 0;
-  if (ioctl (master, TIOCSPTLCK, &unlock) < 0)
-    return cimg_error_sys (err, "unlock the pty");
-  int slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
-  if (slave < 0)
-    {
-      int n;
-      char name[64];
-      if (ioctl (master, TIOCGPTN, &n) < 0)
-        return cimg_error_sys (err, "pty number");
-      snprintf (name, sizeof name, "/dev/pts/%d", n);
-      slave = open (name, O_RDWR | O_NOCTTY);
-      if (slave < 0)
-        return cimg_error_sys (err, "open %s", name);
-    }
-  if (ws->ws_row && ws->ws_col)
-    ioctl (slave, TIOCSWINSZ, ws);
-  if (fchown (slave, p->uid, (gid_t)-1) < 0)
-    return cimg_error_sys (err, "chown the pty");
-  send_msg (sock, MSG_PTY, 0, NULL, master);
-  if (ioctl (slave, TIOCSCTTY, 0) < 0)
-    return cimg_error_sys (err, "set the controlling terminal");
-  for (int fd = 0; fd < 3; fd++)
-    if (dup2 (slave, fd) < 0)
-      return cimg_error_sys (err, "dup2 the pty");
-  if (slave > 2)
-    close (slave);
-  return 0;
-}
-
 /* Raw system calls, not glibc's wrappers: the child is cloned with fork semantics from a
    caller that may have threads (a monitor's, a layer sink's), and glibc's setgroups/setres*id
    then signal every thread of the copied thread list and wait for them for ever (a detached
@@ -329,8 +289,14 @@ child_main (const struct cimg_spec *spec, const struct cimg_seccomp_prog *filter
       cimg_error_sys (&err, "setsid");
       child_fail (sock, &err);
     }
-  if (p->tty && setup_pty (sock, p, ws, &err) < 0)
-    child_fail (sock, &err);
+  if (p->tty)
+    {
+      int master = cimg_pty_setup_child (p->uid, ws, &err);
+      if (master < 0)
+        child_fail (sock, &err);
+      send_msg (sock, MSG_PTY, 0, NULL, master);
+      close (master);
+    }
 
   /* Without no-new-privileges the filter must be loaded while CAP_SYS_ADMIN is still held
      (the kernel's rule for unprivileged filters), so before the user switch and the drop of
@@ -453,14 +419,6 @@ copy_out (int from, int to, bool *open, const struct loop *l)
     }
 }
 
-static void
-resize (int master)
-{
-  struct winsize ws;
-  if (ioctl (0, TIOCGWINSZ, &ws) == 0 || ioctl (1, TIOCGWINSZ, &ws) == 0)
-    ioctl (master, TIOCSWINSZ, &ws); /* the kernel sends SIGWINCH to the container */
-}
-
 static int
 wait_loop (struct loop *l, cimg_error_t *err)
 {
@@ -513,7 +471,7 @@ wait_loop (struct loop *l, cimg_error_t *err)
               else if (sig == SIGWINCH)
                 {
                   if (l->master >= 0)
-                    resize (l->master);
+                    cimg_pty_copy_winsize (l->master);
                 }
               else if (!l->exited)
                 kill (l->pid, sig);
@@ -562,10 +520,9 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
   if (p->args == NULL || p->args[0] == NULL)
     return cimg_error_set (err, EINVAL, "no command specified");
 
-  struct winsize ws = { .ws_row = p->rows, .ws_col = p->cols };
-  if (p->tty && (ws.ws_row == 0 || ws.ws_col == 0) && ioctl (0, TIOCGWINSZ, &ws) < 0
-      && ioctl (1, TIOCGWINSZ, &ws) < 0)
-    memset (&ws, 0, sizeof ws);
+  struct winsize ws = { 0 };
+  if (p->tty)
+    cimg_pty_caller_winsize (p->rows, p->cols, &ws);
 
   /* The profile is compiled (or read from the store's cache) here, before clone: the child
      inherits the program and only loads it, and a cache hit costs microseconds. */
@@ -604,8 +561,7 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
   /* output: [0] stdout, [1] stderr; each a pipe {read, write}. */
   int outp[2][2] = { { -1, -1 }, { -1, -1 } };
   bool capture = output && !p->tty;
-  bool raw = false;
-  struct termios saved_tio;
+  struct cimg_pty_raw raw = { .on = false };
 
   /* Signals are blocked before clone so that none is lost between clone and the loop; the
      child restores an empty mask before execve. */
@@ -749,13 +705,8 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
   if (!res->exec_error && hooks && hooks->started && hooks->started (hooks->data, pid, err) < 0)
     goto fail_child;
 
-  if (master >= 0 && p->stdin_open && isatty (0) && tcgetattr (0, &saved_tio) == 0)
-    {
-      struct termios t = saved_tio;
-      cfmakeraw (&t);
-      if (tcsetattr (0, TCSANOW, &t) == 0)
-        raw = true;
-    }
+  if (master >= 0)
+    cimg_pty_raw_begin (&raw, p->stdin_open);
   struct loop l = { .output = output,
                     .output_data = output_data,
                     .out = { outp[0][0], outp[1][0] },
@@ -785,8 +736,7 @@ fail_child:
   pid = -1;
 out:
   cimg_cgroup_join_clear (&join);
-  if (raw)
-    tcsetattr (0, TCSANOW, &saved_tio);
+  cimg_pty_raw_end (&raw);
   /* cimg's cwd, should clone have failed after the chdir to the store (a no-op otherwise). */
   if (oldcwd >= 0 && fchdir (oldcwd) < 0 && ret == 0)
     ret = cimg_error_sys (err, "restore the working directory");

@@ -4,28 +4,26 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/random.h>
-#include <openssl/evp.h>
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <openssl/sha.h>
 
 struct cimg_sha256
 {
-  EVP_MD_CTX *ctx;
+  SHA256_CTX c;
 };
 
 struct cimg_sha256 *
 cimg_sha256_new (void)
 {
   struct cimg_sha256 *h = xzalloc (sizeof *h);
-  h->ctx = EVP_MD_CTX_new ();
-  if (h->ctx == NULL || EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
-    abort ();
+  SHA256_Init (&h->c);
   return h;
 }
 
 void
 cimg_sha256_update (struct cimg_sha256 *h, const void *buf, size_t len)
 {
-  if (len && EVP_DigestUpdate (h->ctx, buf, len) != 1)
-    abort ();
+  SHA256_Update (&h->c, buf, len);
 }
 
 static void
@@ -44,9 +42,7 @@ void
 cimg_sha256_final (struct cimg_sha256 *h, char out[CIMG_DIGEST_BUFSIZE])
 {
   unsigned char md[32];
-  unsigned int n = 0;
-  if (EVP_DigestFinal_ex (h->ctx, md, &n) != 1 || n != 32)
-    abort ();
+  SHA256_Final (md, &h->c);
   memcpy (out, "sha256:", 7);
   to_hex (md, 32, out + 7);
 }
@@ -54,8 +50,7 @@ cimg_sha256_final (struct cimg_sha256 *h, char out[CIMG_DIGEST_BUFSIZE])
 void
 cimg_sha256_reset (struct cimg_sha256 *h)
 {
-  if (EVP_DigestInit_ex (h->ctx, EVP_sha256 (), NULL) != 1)
-    abort ();
+  SHA256_Init (&h->c);
 }
 
 void
@@ -63,7 +58,6 @@ cimg_sha256_free (struct cimg_sha256 *h)
 {
   if (h == NULL)
     return;
-  EVP_MD_CTX_free (h->ctx);
   free (h);
 }
 
@@ -78,9 +72,10 @@ void
 cimg_sha256_buf (const void *buf, size_t len, char out[CIMG_DIGEST_BUFSIZE])
 {
   unsigned char md[32];
-  unsigned int n = 0;
-  if (EVP_Digest (buf, len, md, &n, EVP_sha256 (), NULL) != 1)
-    abort ();
+  SHA256_CTX c;
+  SHA256_Init (&c);
+  SHA256_Update (&c, buf, len);
+  SHA256_Final (md, &c);
   memcpy (out, "sha256:", 7);
   to_hex (md, 32, out + 7);
 }

@@ -258,7 +258,7 @@ if [ "$n" -ge 2 ] && [ "$n" -le 4 ]; then pass "stats streams about once a secon
 
 section "monitor memory"
 mon=$(monitor_pid "$BOX")
-if ldd "$CIMG" | grep -q libasan; then
+if grep -q libasan <(ldd "$CIMG"); then
   pass "monitor memory: not measured under AddressSanitizer (its shadow memory)"
 else
   # Private_Clean is the binary's own text while no other cimg maps it: what a monitor costs

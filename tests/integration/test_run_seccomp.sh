@@ -40,6 +40,43 @@ run cimg start -a sc1
 assert_eq "$OUT" "denied" "start of the container after the file is gone: still denied"
 expect_ok cimg rm sc1
 
+section "exec gets the container's filter, whatever the store's cache holds"
+# The default profile's program is compiled once into $CIMG_ROOT/seccomp/<key>.bpf (a 152-byte
+# header, then struct sock_filter instructions) and only loaded by run and exec afterwards.
+remember_ids
+expect_ok cimg run -d --name xsc "$RUN_IMG" sleep 1000
+remember_ids
+expect_ok cimg exec xsc grep Seccomp: /proc/self/status
+assert_eq "$OUT" $'Seccomp:\t2' "exec: a seccomp filter"
+expect_rc 1 cimg exec xsc unshare -U true
+assert_contains "$ERR" "Operation not permitted" "exec: a call the default profile denies fails with EPERM"
+bpf=$(find "$CIMG_ROOT/seccomp" -name '*.bpf')
+assert_eq "$(wc -l <<<"$bpf")" 1 "one cached program for the default profile"
+assert_eq "$(stat -c '%a %u' "$bpf")" "600 0" "the cached program is root's, 0600"
+cp "$bpf" "$TEST_TMP/good.bpf"
+# The first instruction becomes "return ALLOW": loaded, it would allow everything.
+printf '\x06\x00\x00\x00\x00\x00\xff\x7f' | dd of="$bpf" bs=1 seek=152 conv=notrunc status=none
+expect_rc 1 cimg exec xsc unshare -U true
+assert_contains "$ERR" "Operation not permitted" "a tampered cached program is not loaded (unshare -U still EPERM)"
+if cmp -s "$bpf" "$TEST_TMP/good.bpf"; then pass "the tampered program was compiled again and replaced"; else fail "the cache still holds the tampered program"; fi
+truncate -s -8 "$bpf"
+expect_ok cimg exec xsc grep Seccomp: /proc/self/status
+assert_eq "$OUT" $'Seccomp:\t2' "a truncated cached program: exec is still filtered"
+expect_rc 1 cimg exec xsc unshare -U true
+if cmp -s "$bpf" "$TEST_TMP/good.bpf"; then pass "the truncated program was replaced"; else fail "the cache still holds the truncated program"; fi
+expect_ok cimg rm -f xsc
+cat >"$TEST_TMP/deny-mkdir2.json" <<'JSON'
+{"defaultAction": "SCMP_ACT_ALLOW",
+ "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+JSON
+expect_ok cimg run -d --name xsc2 --security-opt "seccomp=$TEST_TMP/deny-mkdir2.json" "$RUN_IMG" sleep 1000
+remember_ids
+rm "$TEST_TMP/deny-mkdir2.json"
+run cimg exec xsc2 sh -c 'mkdir /tmp/x 2>&1; echo "rc=$?"'
+assert_contains "$OUT" "Permission denied" "exec: the container's own profile (mkdir denied with EACCES)"
+expect_ok cimg exec xsc2 unshare -U true
+expect_ok cimg rm -f xsc2
+
 section "bad profiles are refused, naming the problem, before anything is created"
 before=$(find "$CIMG_ROOT/containers" -mindepth 1 -maxdepth 1 | wc -l)
 printf '{"defaultAction": "SCMP_ACT_FOO"}' >"$TEST_TMP/bad-action.json"
