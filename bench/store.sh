@@ -8,20 +8,57 @@
 #      size, are recorded too.
 #   2. `cimg load` of a single-layer image archive (~100 MB gzip of host files, made by
 #      mkimage.py + skopeo) against the floor `gzip -dc layer | tar -x` (goal <= 1.2).
-# Usage: bash bench/store.sh [--runs R]
+#   0. `cimg load` of an archive of K images (10, 100, 1000; 3000 unless quick) into an empty
+#      store and into a store that already holds 1000 other images: total and per-image time.
+#      One load makes one index update however many images it holds (store/image.h, image
+#      batches), so the time per image should stay flat: linear, not O(K·(N+K)).
+# Usage: bash bench/store.sh [--runs R] [--load-only]
+#   --load-only: part 0 alone (no peers), e.g. to compare two builds: CIMG=… bash bench/store.sh
+#   --load-only
 # Env: CIMG (default _build/cimg), BENCH_QUICK=1, BENCH_BIG=1, BENCH_RESULTS.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 RUNS=5
 [ "$QUICK" = 1 ] && RUNS=2
+LOAD_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;
-    *) echo "usage: $0 [--runs R]" >&2; exit 2 ;;
+    --load-only) LOAD_ONLY=1; shift ;;
+    *) echo "usage: $0 [--runs R] [--load-only]" >&2; exit 2 ;;
   esac
 done
 bench_init store
+
+# ---------------------------------------------------------------- 0. load of K images
+# load_curve BASE: time `cimg load` of K images (distinct configs over one tiny layer, from
+# mkmany.py) for each K, into a fresh store that holds BASE other images first.
+load_curve() {
+  local base=$1 k t0 t1 r="$W/root-loadcurve"
+  local ks="10 100 1000"
+  [ "$QUICK" = 1 ] || ks+=" 3000"
+  [ "$base" -eq 0 ] || python3 "$BENCH_DIR/mkmany.py" "$W/base.tar" "$base" 100001
+  for k in $ks; do
+    rm -rf "$r"
+    [ "$base" -eq 0 ] || "$CIMG" --root "$r" load -q -i "$W/base.tar" >/dev/null
+    python3 "$BENCH_DIR/mkmany.py" "$W/k.tar" "$k" 1
+    t0=$(date +%s%N)
+    "$CIMG" --root "$r" load -q -i "$W/k.tar" >/dev/null
+    t1=$(date +%s%N)
+    [ "$("$CIMG" --root "$r" images -q | wc -l)" -eq $((base + k)) ] || {
+      echo "load-curve: expected $((base + k)) images after the load" >&2
+      exit 1
+    }
+    echo "load of $k images into a store of $base: $(((t1 - t0) / 1000000)) ms ($(((t1 - t0) / 1000 / k)) us per image)"
+    python3 -c 'import json, sys; a = sys.argv; print(json.dumps({"bench": "load-curve", "case": "cimg load of %s images into a store of %s" % (a[1], a[2]), "curve": "load-curve-%s" % a[2], "x": int(a[1]), "unit": "ms", "runs": 1, "warmup": 0, "order": ["cimg"], "times": {"cimg": [int(a[3]) / 1e6 / int(a[1])]}, "errors": {}, "note": "ms per image"}))' \
+      "$k" "$base" $((t1 - t0)) >>"$BENCH_RESULTS"
+  done
+  rm -rf "$r" "$W/k.tar" "$W/base.tar"
+}
+load_curve 0
+load_curve 1000
+[ "$LOAD_ONLY" = 1 ] && exit 0
 PODMAN_LOAD_TIMEOUT=${BENCH_PODMAN_LOAD_TIMEOUT:-120}
 [ "$QUICK" = 1 ] && PODMAN_LOAD_TIMEOUT=${BENCH_PODMAN_LOAD_TIMEOUT:-60}
 need skopeo gzip tar

@@ -2731,7 +2731,23 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
   struct run_out ro = { .fd = b->o->run_output_fd };
   fflush (stdout);
   fflush (stderr);
+  /* Noted before the runtime makes cgroup cimg/<id>, forgotten once it has destroyed it: a
+     build killed in between leaves the cgroup, and `system check` finds it from the note. */
+  if (cimg_store_note_step (b->s, id, err) < 0)
+    {
+      cimg_error_wrap (err, "%s:%d: RUN %s", b->df->name, in->line, shown);
+      goto out;
+    }
   int r = cimg_runtime_run_captured (&spec, NULL, on_output, &ro, &res, err);
+  {
+    /* Should the teardown have failed to remove the cgroup, the note stays for check. */
+    cimg_error_t cgerr = { 0 };
+    struct cimg_cgroup *cg = cimg_cgroup_open (id, &cgerr);
+    if (cg == NULL)
+      cimg_store_forget_step (b->s, id);
+    cimg_cgroup_free (cg);
+    cimg_error_clear (&cgerr);
+  }
   /* Secrets live only for the run. */
   for (size_t i = 0; i < nrm; i++)
     if (rm[i].m.type == CIMG_BUILD_MOUNT_SECRET && rm[i].host)

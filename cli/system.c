@@ -1,6 +1,26 @@
 #include "cli/cli.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "runtime/confine.h"
+
+/* A cgroup that no container of this store owns and that is not provably a dead build's step
+   is reported only once it is this old: until then it may be another store's container between
+   the mkdir of its cgroup and its first process (docs/store.md, "Leftover cgroups and mounts").
+   CIMG_CHECK_CGROUP_MIN_AGE (seconds) overrides it, for tests: a test cannot make an old
+   cgroup without every other store on the machine seeing it. */
+#define FOREIGN_CGROUP_MIN_AGE_S (60 * 60)
+
+static int64_t
+foreign_cgroup_min_age (void)
+{
+  const char *e = getenv ("CIMG_CHECK_CGROUP_MIN_AGE");
+  char *end = NULL;
+  long long v = e && *e ? strtoll (e, &end, 10) : -1;
+  return v >= 0 && end && *end == '\0' ? (int64_t)v : FOREIGN_CGROUP_MIN_AGE_S;
+}
 
 static void
 pct (int64_t part, int64_t whole, char *out, size_t n)
@@ -69,6 +89,10 @@ cmd_system_check (struct cli *c, int argc, char **argv)
   if (s == NULL)
     return EXIT_FAIL;
   cimg_error_t err = { 0 };
+  /* One exclusive hold for the store and the cgroups: no build or foreground run of this store
+     is running meanwhile, so every RUN step it noted belongs to a build that is gone. */
+  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, &err) < 0)
+    return cli_fail (&err);
   struct cimg_check_problem *v = NULL;
   size_t n = 0;
   if (cimg_store_check (s, repair, &v, &n, &err) < 0)
@@ -80,12 +104,79 @@ cmd_system_check (struct cli *c, int argc, char **argv)
               v[i].what);
       serious += !v[i].debris;
     }
+  cimg_check_problems_free (v, n);
+
+  /* Leftover cgroups (runtime/cgroup.c) and the notes of dead RUN steps. */
+  cleanup_strv char **ctrs = cimg_store_container_ids (s);
+  cleanup_strv char **steps = cimg_store_noted_steps (s);
+  struct cimg_cgroup_leftover *lo = NULL;
+  size_t nlo = 0, survived = 0;
+  if (cimg_cgroup_sweep (ctrs, steps, foreign_cgroup_min_age (), repair, &lo, &nlo, &err) < 0)
+    {
+      fflush (stdout);
+      return cli_fail (&err);
+    }
+  time_t now = time (NULL);
+  for (size_t i = 0; i < nlo; i++)
+    {
+      struct cimg_cgroup_leftover *l = &lo[i];
+      bool gone = repair && l->removed;
+      char why[160];
+      if (l->dead_build)
+        snprintf (why, sizeof why, "the RUN step of a build that was killed%s",
+                  l->killed ? " (its processes killed)"
+                  : l->live ? " (processes still in it: --repair kills them)"
+                            : ", no process left");
+      else
+        snprintf (why, sizeof why, "no container of this store, no process, made %lld min ago",
+                  (long long)(now - l->created) / 60);
+      if (!l->dead_build)
+        {
+          /* Nothing proves it is this store's: a note on stderr, so that another store's (or a
+             deleted store's) leftover never makes this store's check unclean. */
+          if (repair && !gone)
+            fprintf (stderr,
+                     "note: cgroup cimg/%s: %s, but a process joined it since: left alone\n", l->id,
+                     why);
+          else
+            fprintf (stderr, "note: %scgroup cimg/%s: %s%s\n", gone ? "removed " : "", l->id, why,
+                     gone ? "" : " (not provably this store's; --repair removes it)");
+          continue;
+        }
+      if (repair && !gone)
+        {
+          printf ("problem: cgroup cimg/%s: %s: processes survived SIGKILL\n", l->id, why);
+          serious++;
+          survived++;
+        }
+      else
+        printf ("%sdebris: cgroup cimg/%s: %s\n", gone ? "removed " : "", l->id, why);
+      n++;
+      if (gone && l->dead_build)
+        cimg_store_forget_step (s, l->id);
+    }
+  /* A note whose cgroup is not there: the build was killed before the cgroup was made or after
+     it was removed. */
+  for (size_t i = 0; steps && steps[i]; i++)
+    {
+      bool found = false;
+      for (size_t k = 0; k < nlo && !found; k++)
+        found = strcmp (lo[k].id, steps[i]) == 0;
+      if (found)
+        continue;
+      printf ("%sdebris: run-steps/%s: a RUN step of a build that was killed (no cgroup left)\n",
+              repair ? "removed " : "", steps[i]);
+      n++;
+      if (repair)
+        cimg_store_forget_step (s, steps[i]);
+    }
+  cimg_cgroup_leftovers_free (lo, nlo);
+
   if (n == 0)
     printf ("store is consistent\n");
   else if (!repair)
     printf ("%zu problem(s), %zu of them debris; 'cimg system check --repair' removes them\n", n,
             n - serious);
-  cimg_check_problems_free (v, n);
   /* After a repair what was found is gone; without one, only debris is harmless. */
-  return !repair && serious ? EXIT_FAIL : 0;
+  return (!repair && serious) || survived ? EXIT_FAIL : 0;
 }

@@ -1538,3 +1538,273 @@ cimg_cgroup_pids (struct cimg_cgroup *cg, pid_t **pids, size_t *n, cimg_error_t 
   *pids = v;
   return 0;
 }
+
+/* ---------------------------------------------------------------- freezer */
+
+int
+cimg_cgroup_freeze (struct cimg_cgroup *cg, bool freeze, cimg_error_t *err)
+{
+  /* The v1 freezer where it is mounted (v1, hybrid), else the v2 core file (Linux 5.2). */
+  const char *v1 = NULL, *v2 = NULL;
+  for (int i = 0; i < cg->n; i++)
+    if (cg->d[i].ctl & CTL_FREEZER)
+      v1 = cg->d[i].path;
+    else if (cg->d[i].v2 && file_exists (cg->d[i].path, "cgroup.freeze"))
+      v2 = cg->d[i].path;
+  const char *dir = v1 ? v1 : v2;
+  if (dir == NULL)
+    return cimg_error_set (err, ENOTSUP, "cgroup: container %s has no freezer", cg->id);
+  const char *knob = v1 ? "freezer.state" : "cgroup.freeze";
+  const char *thawed = v1 ? "THAWED" : "0";
+  if (!freeze)
+    return write_knob (dir, knob, thawed, false, err);
+  if (write_knob (dir, knob, v1 ? "FROZEN" : "1", false, err) < 0)
+    return -1;
+  /* The write only starts it: the kernel stops the tasks one by one (v1 reads FREEZING until
+     the last one is stopped, v2 says "frozen 1" in cgroup.events), and a task in
+     uninterruptible sleep holds it back. Wait up to 5 s, else thaw again and say so. */
+  for (int i = 0; i < 5000; i++)
+    {
+      cleanup_free char *s = read_knob (dir, v1 ? "freezer.state" : "cgroup.events");
+      if (s && (v1 ? strncmp (s, "FROZEN", 6) == 0 : strstr (s, "frozen 1") != NULL))
+        return 0;
+      sleep_ms (1);
+    }
+  cimg_error_t e = { 0 };
+  if (write_knob (dir, knob, thawed, false, &e) < 0)
+    cimg_error_clear (&e);
+  return cimg_error_set (err, ETIMEDOUT, "cgroup: container %s: %s/%s did not freeze within 5 s",
+                         cg->id, dir, knob);
+}
+
+/* ---------------------------------------------------------------- leftovers (system check) */
+
+/* The directories that hold cimg/ in every hierarchy of this host, whatever mode is forced:
+   a leftover may come from a run under another mode (tests force v1 or v2 on this hybrid
+   machine). */
+static char **
+leftover_parents (void)
+{
+  const struct layout *lay = get_layout ();
+  char **out = NULL;
+  for (int i = 0; i < lay->n; i++)
+    {
+      cleanup_free char *p = xasprintf ("%s/cimg", lay->h[i].mnt);
+      cimg_strv_append (&out, p);
+    }
+  if (lay->v2_mnt != NULL)
+    {
+      cleanup_free char *p = xasprintf ("%s/cimg", lay->v2_mnt);
+      cimg_strv_append (&out, p);
+      cleanup_free char *fb = v2_fallback_base (lay->v2_mnt);
+      cleanup_free char *q = fb ? xasprintf ("%s/cimg", fb) : NULL;
+      if (q && !cimg_strv_contains (out, q))
+        cimg_strv_append (&out, q);
+    }
+  return out;
+}
+
+/* Whether a process is in dir or a cgroup below it (a container with a cgroup namespace may
+   have made children). */
+static bool
+subtree_live (int depth, const char *dir)
+{
+  /* Unreadable for another reason than being gone: assumed live, so never removed. */
+  cleanup_free char *procs = read_knob (dir, "cgroup.procs");
+  if (procs == NULL ? errno != ENOENT : procs[strspn (procs, " \n")] != '\0')
+    return true;
+  cleanup_dir DIR *d = depth < 16 ? opendir (dir) : NULL;
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.')
+      {
+        cleanup_free char *sub = xasprintf ("%s/%s", dir, e->d_name);
+        if (subtree_live (depth + 1, sub))
+          return true;
+      }
+  return false;
+}
+
+/* SIGKILL every process of dir's subtree (cgroup.kill where the kernel has it, which also
+   catches a process forking at that moment). */
+static void
+subtree_kill (int depth, const char *dir)
+{
+  if (file_exists (dir, "cgroup.kill"))
+    {
+      cimg_error_t e = { 0 };
+      if (write_knob (dir, "cgroup.kill", "1", true, &e) < 0)
+        cimg_error_clear (&e);
+    }
+  kill_procs (dir);
+  cleanup_dir DIR *d = depth < 16 ? opendir (dir) : NULL;
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.')
+      {
+        cleanup_free char *sub = xasprintf ("%s/%s", dir, e->d_name);
+        subtree_kill (depth + 1, sub);
+      }
+}
+
+/* rmdir dir's subtree, deepest first; EBUSY is retried for a moment, as in destroy. */
+static int
+subtree_rmdir (int depth, const char *dir, cimg_error_t *err)
+{
+  {
+    cleanup_dir DIR *d = depth < 16 ? opendir (dir) : NULL;
+    struct dirent *e;
+    while (d && (e = readdir (d)))
+      if (e->d_type == DT_DIR && e->d_name[0] != '.')
+        {
+          cleanup_free char *sub = xasprintf ("%s/%s", dir, e->d_name);
+          if (subtree_rmdir (depth + 1, sub, err) < 0)
+            return -1;
+        }
+  }
+  for (int t = 0; t < 500; t++)
+    {
+      if (rmdir (dir) == 0 || errno == ENOENT)
+        return 0;
+      if (errno != EBUSY)
+        break;
+      sleep_ms (2);
+    }
+  return cimg_error_sys (err, "cgroup: rmdir %s", dir);
+}
+
+static void
+leftover_clear (struct cimg_cgroup_leftover *l)
+{
+  free (l->id);
+  cimg_strv_free (l->dirs);
+  memset (l, 0, sizeof *l);
+}
+
+void
+cimg_cgroup_leftovers_free (struct cimg_cgroup_leftover *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    leftover_clear (&v[i]);
+  free (v);
+}
+
+/* The directory of l in the v1 freezer hierarchy, or NULL. */
+static const char *
+leftover_freezer (const struct cimg_cgroup_leftover *l)
+{
+  const struct layout *lay = get_layout ();
+  for (int h = 0; h < lay->n; h++)
+    if (lay->h[h].ctl & CTL_FREEZER)
+      for (size_t k = 0; l->dirs && l->dirs[k]; k++)
+        {
+          size_t m = strlen (lay->h[h].mnt);
+          if (strncmp (l->dirs[k], lay->h[h].mnt, m) == 0 && l->dirs[k][m] == '/')
+            return l->dirs[k];
+        }
+  return NULL;
+}
+
+int
+cimg_cgroup_sweep (char *const *keep, char *const *dead, int64_t min_age_s, bool remove,
+                   struct cimg_cgroup_leftover **out, size_t *n, cimg_error_t *err)
+{
+  *out = NULL;
+  *n = 0;
+  cleanup_strv char **parents = leftover_parents ();
+  struct cimg_cgroup_leftover *v = NULL;
+  size_t nv = 0;
+  /* Group the cimg/<id> directories of every hierarchy by ID. */
+  for (size_t p = 0; parents && parents[p]; p++)
+    {
+      cleanup_dir DIR *d = opendir (parents[p]);
+      struct dirent *e;
+      while (d && (e = readdir (d)))
+        {
+          if (e->d_type != DT_DIR || !valid_id (e->d_name)
+              || cimg_strv_contains ((char **)keep, e->d_name))
+            continue;
+          cleanup_free char *dir = xasprintf ("%s/%s", parents[p], e->d_name);
+          struct stat st;
+          /* Gone meanwhile: its owner's teardown (another store's container) got there first. */
+          if (stat (dir, &st) < 0)
+            continue;
+          size_t i = 0;
+          while (i < nv && strcmp (v[i].id, e->d_name) != 0)
+            i++;
+          if (i == nv)
+            {
+              v = xrealloc (v, (nv + 1) * sizeof *v);
+              memset (&v[nv], 0, sizeof v[nv]);
+              v[nv].id = xstrdup (e->d_name);
+              v[nv].dead_build = cimg_strv_contains ((char **)dead, e->d_name);
+              nv++;
+            }
+          if ((int64_t)st.st_mtime > v[i].created)
+            v[i].created = (int64_t)st.st_mtime;
+          v[i].live |= subtree_live (0, dir);
+          cimg_strv_append (&v[i].dirs, dir);
+        }
+    }
+
+  /* What is not provably a leftover is not reported: a live cgroup, or a young one, may be a
+     container of another store (on its way in, between its mkdir and its first process). */
+  time_t now = time (NULL);
+  size_t kept = 0;
+  for (size_t i = 0; i < nv; i++)
+    {
+      bool leftover = v[i].dead_build || (!v[i].live && (int64_t)now - v[i].created >= min_age_s);
+      if (leftover)
+        v[kept++] = v[i];
+      else
+        leftover_clear (&v[i]);
+    }
+  nv = kept;
+
+  for (size_t i = 0; remove && i < nv; i++)
+    {
+      struct cimg_cgroup_leftover *l = &v[i];
+      /* A dead build's step: kill what is left of it first, up to 10 s as destroy does (its
+         processes die with the build through PDEATHSIG; this catches any that escaped). */
+      for (int round = 0; l->dead_build && l->live && round < 2000; round++)
+        {
+          l->killed = true;
+          if (round % 50 == 0)
+            {
+              const char *freezer = leftover_freezer (l);
+              if (freezer)
+                v1_freeze (freezer, true);
+              for (size_t k = 0; l->dirs[k]; k++)
+                subtree_kill (0, l->dirs[k]);
+              if (freezer)
+                v1_freeze (freezer, false);
+            }
+          l->live = false;
+          for (size_t k = 0; l->dirs[k] && !l->live; k++)
+            l->live = subtree_live (0, l->dirs[k]);
+          if (l->live)
+            sleep_ms (round < 10 ? 1 : 5);
+        }
+      if (l->live)
+        continue;
+      int rc = 0;
+      for (size_t k = 0; l->dirs[k] && rc == 0; k++)
+        rc = subtree_rmdir (0, l->dirs[k], err);
+      if (rc < 0 && !l->dead_build && err->code == EBUSY)
+        {
+          /* Not this store's, and a process has joined it since: in use again, left alone. */
+          cimg_error_clear (err);
+          l->live = true;
+          continue;
+        }
+      if (rc < 0)
+        {
+          cimg_cgroup_leftovers_free (v, nv);
+          return -1;
+        }
+      l->removed = true;
+    }
+  *out = v;
+  *n = nv;
+  return 0;
+}

@@ -124,10 +124,37 @@ struct cimg_cgroup_usage
 int cimg_cgroup_usage (struct cimg_cgroup *cg, struct cimg_cgroup_usage *u, cimg_error_t *err);
 /* The PIDs (in cimg's PID namespace) of the processes in the cgroup; *pids is the caller's. */
 int cimg_cgroup_pids (struct cimg_cgroup *cg, pid_t **pids, size_t *n, cimg_error_t *err);
+/* Freeze every process of the cgroup (v1 freezer.state FROZEN, else v2 cgroup.freeze) and
+   return once all are stopped (up to 5 s: then thawed again, ETIMEDOUT); with freeze false,
+   thaw. ENOTSUP when the cgroup has no freezer. */
+int cimg_cgroup_freeze (struct cimg_cgroup *cg, bool freeze, cimg_error_t *err);
 /* Kill every process left in it (SIGKILL; freezer where available so none escapes by forking),
    wait until it is empty, and remove its directories. */
 int cimg_cgroup_destroy (struct cimg_cgroup *cg, cimg_error_t *err);
 void cimg_cgroup_free (struct cimg_cgroup *cg);
+
+/* A cimg/<id> cgroup that no container owns (cimg_cgroup_sweep). */
+struct cimg_cgroup_leftover
+{
+  char *id;
+  char **dirs;     /* its directories, one per hierarchy it is in */
+  int64_t created; /* the newest mtime of dirs (a cgroup's is its creation), epoch seconds */
+  bool dead_build; /* its ID is in dead: a RUN step of a build that is gone */
+  bool live;       /* a process is (still) in it */
+  bool killed;     /* remove: its processes were killed */
+  bool removed;    /* remove: all its directories are gone */
+};
+/* Find the cimg/<id> cgroups of every hierarchy of this host (v1, unified, and the v2 fallback
+   parent; whatever mode is forced) whose ID is not in keep (the store's containers), and return
+   the leftovers among them: those whose ID is in dead (RUN steps of builds that provably are
+   gone), and those with no process anywhere in their subtree, created at least min_age_s ago
+   (a younger one may be a container of another store between its mkdir and its first
+   process). With remove, each leftover is removed (subtrees deepest first); a dead build's
+   processes are killed first; a leftover that still has processes (impossible but for a
+   kill that failed) stays, live. *out is the caller's (cimg_cgroup_leftovers_free). */
+int cimg_cgroup_sweep (char *const *keep, char *const *dead, int64_t min_age_s, bool remove,
+                       struct cimg_cgroup_leftover **out, size_t *n, cimg_error_t *err);
+void cimg_cgroup_leftovers_free (struct cimg_cgroup_leftover *v, size_t n);
 
 /* ---------------------------------------------------------------- capabilities */
 

@@ -2,6 +2,7 @@
    holding docker-archive and an OCI layout at once) and docker load (either format back).
    Only the public store API is used: blob and layer writes go through the blob writer and the
    layer sink, so verification and safe extraction stay in one place. */
+#include "store/image.h"
 #include "store/layer-internal.h"
 #include "store/store-internal.h"
 
@@ -524,9 +525,11 @@ do_import (struct cimg_store *s, int fd, const char *tag, const char *message, c
   layer.blob_size = info.blob_size;
   layer.size = info.size;
   char id[CIMG_DIGEST_BUFSIZE];
-  if (cimg_store_add_image (s, cbytes, clen, NULL, 0, &layer, 1, NULL, id, err) < 0)
-    return -1;
-  if (tag != NULL && cimg_store_tag (s, id, tag, err) < 0)
+  /* The image and its tag in one index update: a kill never leaves the image untagged. */
+  cleanup_image_batch struct cimg_image_batch *batch = cimg_image_batch_new (s);
+  if (cimg_image_batch_add (batch, cbytes, clen, NULL, 0, &layer, 1, NULL, NULL, id, err) < 0
+      || (tag != NULL && cimg_image_batch_tag (batch, id, tag, err) < 0)
+      || cimg_image_batch_commit (batch, err) < 0)
     return -1;
   if (id_out)
     memcpy (id_out, id, CIMG_DIGEST_BUFSIZE);
@@ -983,8 +986,11 @@ struct load_ctx
   int stagefd;
   struct staged *st;
   size_t n_st;
+  json_t *st_index; /* name -> index in st: an archive of thousands of images has thousands of
+                       entries, and a search per entry made staging quadratic */
   struct load_image *img;
   size_t n_img;
+  json_t *img_index; /* config digest -> index in img, for the same reason */
   const char *arch;
 };
 
@@ -1008,6 +1014,8 @@ load_ctx_clear (struct load_ctx *c)
       free (c->st[i].link);
     }
   free (c->st);
+  json_decref (c->st_index);
+  json_decref (c->img_index);
   for (size_t i = 0; i < c->n_img; i++)
     {
       struct load_image *im = &c->img[i];
@@ -1079,10 +1087,8 @@ blob_name_digest (const char *name, char out[CIMG_DIGEST_BUFSIZE])
 static struct staged *
 find_staged (struct load_ctx *c, const char *name)
 {
-  for (size_t i = c->n_st; i > 0; i--)
-    if (strcmp (c->st[i - 1].name, name) == 0)
-      return &c->st[i - 1];
-  return NULL;
+  json_t *i = c->st_index ? json_object_get (c->st_index, name) : NULL;
+  return i ? &c->st[json_integer_value (i)] : NULL;
 }
 
 static struct staged *
@@ -1096,6 +1102,9 @@ add_staged (struct load_ctx *c, const char *name)
       st->link = NULL;
       return st;
     }
+  if (c->st_index == NULL)
+    c->st_index = json_object ();
+  json_object_set_new_nocheck (c->st_index, name, json_integer ((json_int_t)c->n_st));
   c->st = xrealloc (c->st, (c->n_st + 1) * sizeof *c->st);
   st = &c->st[c->n_st++];
   memset (st, 0, sizeof *st);
@@ -1330,12 +1339,15 @@ add_tag (char ***tags, const char *s, const char *what, cimg_error_t *err)
 static struct load_image *
 plan_image (struct load_ctx *c, const char *config_digest, bool *fresh)
 {
-  for (size_t i = 0; i < c->n_img; i++)
-    if (strcmp (c->img[i].config_digest, config_digest) == 0)
-      {
-        *fresh = false;
-        return &c->img[i];
-      }
+  json_t *i = c->img_index ? json_object_get (c->img_index, config_digest) : NULL;
+  if (i != NULL)
+    {
+      *fresh = false;
+      return &c->img[json_integer_value (i)];
+    }
+  if (c->img_index == NULL)
+    c->img_index = json_object ();
+  json_object_set_new_nocheck (c->img_index, config_digest, json_integer ((json_int_t)c->n_img));
   c->img = xrealloc (c->img, (c->n_img + 1) * sizeof *c->img);
   struct load_image *im = &c->img[c->n_img++];
   memset (im, 0, sizeof *im);
@@ -1781,9 +1793,12 @@ do_load (struct load_ctx *c, int fd, char ***report, cimg_error_t *err)
     return cimg_error_set (err, EINVAL,
                            "not a docker-archive or OCI layout (no manifest.json or index.json)");
 
-  /* All layers of all images first, then the image records, then the tags: a failure anywhere
-     leaves no tag (layers already unpacked are complete and verified; gc takes them if no
-     image comes to use them). */
+  /* All layers of all images first, then the image records and the tags in one index update:
+     a failure anywhere, or a kill, leaves the index as it was (layers already unpacked are
+     complete and verified, records and blobs no index names are debris; gc and check take
+     them). One update for the whole archive, not one per image and tag: each update rewrites
+     the whole index, which made a load of K images into a store of N cost O(K·(N+K)). */
+  cleanup_image_batch struct cimg_image_batch *batch = cimg_image_batch_new (c->s);
   for (size_t i = 0; i < c->n_img; i++)
     {
       struct load_image *im = &c->img[i];
@@ -1795,15 +1810,17 @@ do_load (struct load_ctx *c, int fd, char ***report, cimg_error_t *err)
             cimg_error_wrap (err, "image %s", im->config_digest);
           return -1;
         }
-      if (cimg_store_add_image (c->s, im->config, im->config_len, im->manifest, im->manifest_len,
-                                layers, im->n_layers, NULL, im->id, err)
+      if (cimg_image_batch_add (batch, im->config, im->config_len, im->manifest, im->manifest_len,
+                                layers, im->n_layers, NULL, NULL, im->id, err)
           < 0)
         return cimg_error_wrap (err, "image %s", im->config_digest);
     }
   for (size_t i = 0; i < c->n_img; i++)
     for (size_t t = 0; c->img[i].tags && c->img[i].tags[t]; t++)
-      if (cimg_store_tag (c->s, c->img[i].id, c->img[i].tags[t], err) < 0)
+      if (cimg_image_batch_tag (batch, c->img[i].id, c->img[i].tags[t], err) < 0)
         return -1;
+  if (cimg_image_batch_commit (batch, err) < 0)
+    return -1;
   for (size_t i = 0; report && i < c->n_img; i++)
     {
       struct load_image *im = &c->img[i];

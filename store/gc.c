@@ -3,28 +3,38 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
-/* What the images in the index keep alive. Sorted vectors would be faster for huge stores;
-   gc and check are rare, so plain lists keep this simple. */
+/* What the images in the index keep alive: sets (JSON objects, hashed), since gc runs after
+   every rmi and prune and lists made it quadratic in the number of images. */
 struct live
 {
-  char **chains; /* chain IDs */
-  char **blobs;  /* digests */
+  json_t *chains; /* chain IDs */
+  json_t *blobs;  /* digests */
 };
 
 static void
 live_free (struct live *l)
 {
-  cimg_strv_free (l->chains);
-  cimg_strv_free (l->blobs);
+  json_decref (l->chains);
+  json_decref (l->blobs);
+  l->chains = l->blobs = NULL;
 }
 
 static void
-add_unique (char ***v, const char *s)
+add_unique (json_t **set, const char *s)
 {
-  if (s && *s && !cimg_strv_contains (*v, s))
-    cimg_strv_append (v, s);
+  if (*set == NULL)
+    *set = json_object ();
+  if (s && *s)
+    json_object_set_new (*set, s, json_true ());
+}
+
+static bool
+set_has (json_t *set, const char *s)
+{
+  return set != NULL && s != NULL && json_object_get (set, s) != NULL;
 }
 
 /* Adds what image id references. Returns -1 with err describing the first missing or broken
@@ -46,7 +56,7 @@ collect_image (struct cimg_store *s, const char *id, struct live *l, bool verify
   json_array_foreach (json_object_get (rec, "manifests"), mi, mv)
   {
     const char *md = cimg_json_str (mv, "digest");
-    if (md == NULL || !cimg_digest_valid (md) || cimg_strv_contains (l->blobs, md))
+    if (md == NULL || !cimg_digest_valid (md) || set_has (l->blobs, md))
       continue;
     add_unique (&l->blobs, md);
     cleanup_free char *mb = NULL;
@@ -195,7 +205,7 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
       if (!hex)
         return "unfinished layer";
       *counter = c->r ? &c->r->layers : scratch;
-      return cimg_strv_contains (c->l->chains, d) ? NULL : "layer no image uses";
+      return set_has (c->l->chains, d) ? NULL : "layer no image uses";
     }
   if (strcmp (dir, "l") == 0)
     {
@@ -207,7 +217,7 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
   if (strcmp (dir, "blobs/sha256") == 0)
     {
       *counter = c->r ? &c->r->blobs : scratch;
-      return hex && cimg_strv_contains (c->l->blobs, d) ? NULL : "blob no image uses";
+      return hex && set_has (c->l->blobs, d) ? NULL : "blob no image uses";
     }
   if (strcmp (dir, "containers") == 0)
     {
@@ -300,6 +310,66 @@ sweep (struct cimg_store *s, json_t *idx, struct live *l, bool fix, struct probl
   return 0;
 }
 
+/* Mounts under the store that no container of it owns: a build's or a container's view
+   that a killed process left in this mount namespace (builds mount in a private one, so this is
+   rare). They go first: a sweep must never descend into a mount (a bind mount of a host
+   directory). Mount points are octal-escaped in mountinfo (\040 for a blank). */
+static int
+sweep_mounts (struct cimg_store *s, bool fix, struct problems *pr, cimg_error_t *err)
+{
+  cleanup_free char *root = realpath (s->root, NULL);
+  cleanup_fclose FILE *f = root ? fopen ("/proc/self/mountinfo", "re") : NULL;
+  if (f == NULL)
+    return 0;
+  cleanup_free char *line = NULL;
+  size_t cap = 0, rl = strlen (root);
+  cleanup_strv char **victims = NULL;
+  while (getline (&line, &cap, f) > 0)
+    {
+      /* id parent major:minor root mountpoint … */
+      char *save = NULL, *tok = strtok_r (line, " ", &save);
+      for (int i = 0; i < 4 && tok; i++)
+        tok = strtok_r (NULL, " ", &save);
+      if (tok == NULL)
+        continue;
+      char *mp = tok, *o = tok;
+      for (char *q = tok; *q;)
+        if (q[0] == '\\' && q[1] >= '0' && q[1] <= '3' && q[2] >= '0' && q[2] <= '7' && q[3] >= '0'
+            && q[3] <= '7')
+          {
+            *o++ = (char)((q[1] - '0') * 64 + (q[2] - '0') * 8 + (q[3] - '0'));
+            q += 4;
+          }
+        else
+          *o++ = *q++;
+      *o = '\0';
+      if (strncmp (mp, root, rl) != 0 || mp[rl] != '/')
+        continue;
+      const char *rel = mp + rl + 1;
+      /* A container's own mounts (containers/<id>/…) are its business while its record is
+         there. */
+      char id[65];
+      snprintf (id, sizeof id, "%.64s", cimg_str_has_prefix (rel, "containers/") ? rel + 11 : "");
+      if (cimg_hex64_valid (id) && (rel[11 + 64] == '/' || rel[11 + 64] == '\0'))
+        {
+          cleanup_free char *cfg = xasprintf ("containers/%s", id);
+          if (faccessat (s->dirfd, cfg, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            continue;
+        }
+      if (!cimg_strv_contains (victims, mp))
+        cimg_strv_append (&victims, mp);
+    }
+  /* Deepest first: a mount on top of another goes before it. */
+  size_t n = cimg_strv_len (victims);
+  for (size_t i = n; i-- > 0;)
+    {
+      problem (pr, true, "mount %s: no container of this store uses it", victims[i]);
+      if (fix && umount2 (victims[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+        return cimg_error_sys (err, "unmount %s", victims[i]);
+    }
+  return 0;
+}
+
 int
 cimg_store_gc (struct cimg_store *s, struct cimg_gc_report *r, cimg_error_t *err)
 {
@@ -319,7 +389,9 @@ cimg_store_gc (struct cimg_store *s, struct cimg_gc_report *r, cimg_error_t *err
     collect_image (s, k, &l, false, &ierr);
     cimg_error_clear (&ierr);
   }
-  int rc = sweep (s, idx, &l, true, NULL, r, err);
+  int rc = sweep_mounts (s, true, NULL, err);
+  if (rc == 0)
+    rc = sweep (s, idx, &l, true, NULL, r, err);
   live_free (&l);
   return rc;
 }
@@ -460,7 +532,9 @@ cimg_store_check (struct cimg_store *s, bool repair, struct cimg_check_problem *
       goto out;
   }
 
-  /* 4. Debris: what no (remaining) image reaches. */
+  /* 4. Debris: mounts first, then what no (remaining) image reaches. */
+  if ((rc = sweep_mounts (s, repair, &pr, err)) < 0)
+    goto out;
   {
     json_decref (idx);
     idx = cimg_index_load (s, err);
@@ -510,7 +584,7 @@ cimg_store_df (struct cimg_store *s, struct cimg_df *df, cimg_error_t *err)
   if (idx == NULL)
     return -1;
   cleanup_strv char **in_use = cimg_store_images_in_use (s);
-  cleanup_strv char **all_chains = NULL, **active_chains = NULL;
+  cleanup_json json_t *all_chains = json_object (), *active_chains = json_object ();
   const char *k;
   json_t *v;
   json_object_foreach (json_object_get (idx, "images"), k, v)
@@ -523,27 +597,30 @@ cimg_store_df (struct cimg_store *s, struct cimg_df *df, cimg_error_t *err)
     cimg_error_t ierr = { 0 };
     collect_image (s, k, &l, false, &ierr);
     cimg_error_clear (&ierr);
-    for (size_t i = 0; l.chains && l.chains[i]; i++)
-      {
-        add_unique (&all_chains, l.chains[i]);
-        if (active)
-          add_unique (&active_chains, l.chains[i]);
-      }
+    const char *c;
+    json_t *cv;
+    json_object_foreach (l.chains, c, cv)
+    {
+      add_unique (&all_chains, c);
+      if (active)
+        add_unique (&active_chains, c);
+    }
     live_free (&l);
   }
   /* Shared layers count once, as in docker system df. */
-  for (size_t i = 0; all_chains && all_chains[i]; i++)
-    {
-      struct cimg_layer_info li;
-      cimg_error_t lerr = { 0 };
-      if (cimg_store_layer_info (s, all_chains[i], &li, &lerr) == 0)
-        {
-          df->images_size += li.size;
-          if (!cimg_strv_contains (active_chains, all_chains[i]))
-            df->images_reclaimable += li.size;
-        }
-      cimg_error_clear (&lerr);
-    }
+  const char *chain;
+  json_object_foreach (all_chains, chain, v)
+  {
+    struct cimg_layer_info li;
+    cimg_error_t lerr = { 0 };
+    if (cimg_store_layer_info (s, chain, &li, &lerr) == 0)
+      {
+        df->images_size += li.size;
+        if (!set_has (active_chains, chain))
+          df->images_reclaimable += li.size;
+      }
+    cimg_error_clear (&lerr);
+  }
   cleanup_dir DIR *d = open_dir (s, "containers");
   struct dirent *e;
   while (d && (e = readdir (d)))
@@ -557,4 +634,60 @@ cimg_store_df (struct cimg_store *s, struct cimg_df *df, cimg_error_t *err)
       df->containers_reclaimable += sz;
     }
   return 0;
+}
+
+/* ---------------------------------------------------------------- RUN steps' cgroups */
+
+/* A build notes each RUN step's container ID here before the runtime makes its cgroup, and
+   forgets it once the step's cgroup is destroyed: a note that is still there while no build
+   runs (the caller holds the store lock exclusive) names a step of a build that was killed.
+   Nothing needs to reach the disk: cgroups do not outlive a reboot either. */
+#define STEPS_DIR "run-steps"
+
+int
+cimg_store_note_step (struct cimg_store *s, const char *id, cimg_error_t *err)
+{
+  if (!cimg_hex64_valid (id))
+    return cimg_error_set (err, EINVAL, "\"%s\" is not a container ID", id);
+  if (mkdirat (s->dirfd, STEPS_DIR, 0700) < 0 && errno != EEXIST)
+    return cimg_error_sys (err, "create %s/%s", s->root, STEPS_DIR);
+  cleanup_free char *p = xasprintf (STEPS_DIR "/%s", id);
+  int fd = openat (s->dirfd, p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return cimg_error_sys (err, "create %s/%s", s->root, p);
+  close (fd);
+  return 0;
+}
+
+void
+cimg_store_forget_step (struct cimg_store *s, const char *id)
+{
+  if (!cimg_hex64_valid (id))
+    return;
+  cleanup_free char *p = xasprintf (STEPS_DIR "/%s", id);
+  unlinkat (s->dirfd, p, 0);
+}
+
+char **
+cimg_store_noted_steps (struct cimg_store *s)
+{
+  char **out = NULL;
+  cleanup_dir DIR *d = open_dir (s, STEPS_DIR);
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    if (cimg_hex64_valid (e->d_name))
+      cimg_strv_append (&out, e->d_name);
+  return out;
+}
+
+char **
+cimg_store_container_ids (struct cimg_store *s)
+{
+  char **out = NULL;
+  cleanup_dir DIR *d = open_dir (s, "containers");
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    if (cimg_hex64_valid (e->d_name))
+      cimg_strv_append (&out, e->d_name);
+  return out;
 }

@@ -287,36 +287,76 @@ cimg_store_image_add_manifest_refs (struct cimg_store *s, const char *id,
 
 /* ---------------------------------------------------------------- adding */
 
+/* One image to record: everything is checked and its blobs are stored before the index is
+   touched, so that a batch (a load of many images) either fails before its one index update or
+   records them all in it. */
 struct add_data
 {
-  struct cimg_store *s;
-  const char *id;
+  char id[CIMG_DIGEST_BUFSIZE];
   json_t *summary;
-  const char *repo_digest;
-  const char *ref;
+  char *repo_digest;
+  char *ref;
   json_t *rec;
 };
 
-static int
-index_add (json_t *idx, void *data, cimg_error_t *err)
+static void
+add_data_clear (struct add_data *d)
 {
-  struct add_data *d = data;
-  /* The record, merged with the one already there (the same image through another
-     manifest), is written under index.lock: see index_add_refs. */
+  json_decref (d->summary);
+  json_decref (d->rec);
+  free (d->repo_digest);
+  free (d->ref);
+  memset (d, 0, sizeof *d);
+}
+
+/* Write a record no reader can see yet (its image is not in the index), without syncing it. */
+static int
+write_unsynced (struct cimg_store *s, const char *path, json_t *rec, cimg_error_t *err)
+{
+  cleanup_free char *text = json_dumps (rec, JSON_COMPACT | JSON_SORT_KEYS);
+  if (text == NULL)
+    return cimg_error_set (err, ENOMEM, "encode %s", path);
+  cleanup_close int fd
+      = openat (s->dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 || cimg_write_all (fd, text, strlen (text)) < 0)
+    return cimg_error_sys (err, "write %s/%s", s->root, path);
+  return 0;
+}
+
+/* Write the image's record, merged with the one already there (the same image through another
+   manifest), and its index entry. Runs under index.lock: see index_add_refs. need_sync: NULL to
+   write the record durably at once, else the caller syncs the file system before the index
+   names it, and *need_sync is set when that is needed. */
+static int
+index_add_one (struct cimg_store *s, json_t *idx, struct add_data *d, bool *need_sync,
+               cimg_error_t *err)
+{
   cimg_error_t lerr = { 0 };
   cleanup_free char *path = record_path (d->id);
   cleanup_json json_t *old_rec = NULL;
   /* A record the index does not name is debris of an interrupted write: nothing to keep. */
   if (json_object_get (json_object_get (idx, "images"), d->id)
-      && faccessat (d->s->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-    old_rec = cimg_json_load_at (d->s->dirfd, path, 16 << 20, &lerr);
+      && faccessat (s->dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    old_rec = cimg_json_load_at (s->dirfd, path, 16 << 20, &lerr);
   cimg_error_clear (&lerr);
   cleanup_json json_t *ms = record_manifests (old_rec);
   const char *refs[] = { d->ref, d->repo_digest };
   manifests_add (ms, cimg_json_str (d->rec, "manifest_digest"), refs, ARRAY_SIZE (refs), true);
   json_object_set (d->rec, "manifests", ms);
-  if (cimg_json_save_at (d->s->dirfd, path, d->rec, err) < 0)
-    return -1;
+  /* The record of an image the index does not name yet is read by nobody until the index
+     update that names it: a batch of many syncs them all at once before that update (one
+     syncfs instead of two fsyncs per image). One the index names is replaced durably at once. */
+  if (need_sync == NULL || json_object_get (json_object_get (idx, "images"), d->id) != NULL)
+    {
+      if (cimg_json_save_at (s->dirfd, path, d->rec, err) < 0)
+        return -1;
+    }
+  else
+    {
+      if (write_unsynced (s, path, d->rec, err) < 0)
+        return -1;
+      *need_sync = true;
+    }
   json_t *images = json_object_get (idx, "images");
   json_t *old = json_object_get (images, d->id);
   json_t *digests = old ? json_object_get (old, "digests") : NULL;
@@ -336,22 +376,13 @@ index_add (json_t *idx, void *data, cimg_error_t *err)
   return 0;
 }
 
-int
-cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t config_len,
-                      const char *manifest_bytes, size_t manifest_len,
-                      const struct cimg_image_layer *layers, size_t n_layers,
-                      const char *repo_digest, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
-{
-  return cimg_store_add_image_ref (s, config_bytes, config_len, manifest_bytes, manifest_len,
-                                   layers, n_layers, repo_digest, NULL, id_out, err);
-}
-
-int
-cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
-                          const char *manifest_bytes, size_t manifest_len,
-                          const struct cimg_image_layer *layers, size_t n_layers,
-                          const char *repo_digest, const char *ref,
-                          char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+/* Check an image whose layers are all in the store, store its config and manifest blobs and
+   fill d (cleared by the caller) with its record and index summary. */
+static int
+prepare_image (struct cimg_store *s, const char *config_bytes, size_t config_len,
+               const char *manifest_bytes, size_t manifest_len,
+               const struct cimg_image_layer *layers, size_t n_layers, const char *repo_digest,
+               const char *ref, struct add_data *d, cimg_error_t *err)
 {
   if (config_len > CIMG_MAX_METADATA)
     return cimg_error_set (err, EFBIG, "image config is over the limit of %d bytes",
@@ -408,20 +439,183 @@ cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t
     }
 
   int64_t created = config_created (config);
-  cleanup_json json_t *rec
-      = json_pack ("{s:s, s:s, s:O, s:I, s:I}", "id", id, "manifest_digest", mdigest, "layers",
-                   jlayers, "created", (json_int_t)created, "size", (json_int_t)size);
   cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (id));
   if (mkdirat (s->dirfd, dir, 0700) < 0 && errno != EEXIST)
     return cimg_error_sys (err, "create %s", dir);
-  cleanup_json json_t *summary = json_pack ("{s:s, s:I, s:I}", "manifest", mdigest, "created",
-                                            (json_int_t)created, "size", (json_int_t)size);
-  struct add_data d = { s, id, summary, repo_digest, ref, rec };
-  if (cimg_index_update (s, index_add, &d, err) < 0)
-    return -1;
-  if (id_out)
-    memcpy (id_out, id, CIMG_DIGEST_BUFSIZE);
+  memcpy (d->id, id, sizeof d->id);
+  d->rec = json_pack ("{s:s, s:s, s:O, s:I, s:I}", "id", id, "manifest_digest", mdigest, "layers",
+                      jlayers, "created", (json_int_t)created, "size", (json_int_t)size);
+  d->summary = json_pack ("{s:s, s:I, s:I}", "manifest", mdigest, "created", (json_int_t)created,
+                          "size", (json_int_t)size);
+  d->repo_digest = repo_digest ? xstrdup (repo_digest) : NULL;
+  d->ref = ref ? xstrdup (ref) : NULL;
   return 0;
+}
+
+static int batch_apply (struct cimg_image_batch *b, json_t *idx, cimg_error_t *err);
+
+static int
+index_add (json_t *idx, void *data, cimg_error_t *err)
+{
+  return batch_apply (data, idx, err);
+}
+
+int
+cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t config_len,
+                      const char *manifest_bytes, size_t manifest_len,
+                      const struct cimg_image_layer *layers, size_t n_layers,
+                      const char *repo_digest, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  return cimg_store_add_image_ref (s, config_bytes, config_len, manifest_bytes, manifest_len,
+                                   layers, n_layers, repo_digest, NULL, id_out, err);
+}
+
+int
+cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
+                          const char *manifest_bytes, size_t manifest_len,
+                          const struct cimg_image_layer *layers, size_t n_layers,
+                          const char *repo_digest, const char *ref,
+                          char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+{
+  cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
+  if (cimg_image_batch_add (b, config_bytes, config_len, manifest_bytes, manifest_len, layers,
+                            n_layers, repo_digest, ref, id_out, err)
+      < 0)
+    return -1;
+  return cimg_image_batch_commit (b, err);
+}
+
+/* ---------------------------------------------------------------- batches */
+
+struct batch_tag
+{
+  char id[CIMG_DIGEST_BUFSIZE];
+  char *tag; /* full reference */
+};
+
+struct cimg_image_batch
+{
+  struct cimg_store *s;
+  struct add_data *add;
+  size_t n_add;
+  struct batch_tag *tag;
+  size_t n_tag;
+};
+
+struct cimg_image_batch *
+cimg_image_batch_new (struct cimg_store *s)
+{
+  struct cimg_image_batch *b = xzalloc (sizeof *b);
+  b->s = s;
+  return b;
+}
+
+void
+cimg_image_batch_free (struct cimg_image_batch *b)
+{
+  if (b == NULL)
+    return;
+  for (size_t i = 0; i < b->n_add; i++)
+    add_data_clear (&b->add[i]);
+  free (b->add);
+  for (size_t i = 0; i < b->n_tag; i++)
+    free (b->tag[i].tag);
+  free (b->tag);
+  free (b);
+}
+
+void
+cimg_image_batch_freep (struct cimg_image_batch **b)
+{
+  cimg_image_batch_free (*b);
+  *b = NULL;
+}
+
+int
+cimg_image_batch_add (struct cimg_image_batch *b, const char *config_bytes, size_t config_len,
+                      const char *manifest_bytes, size_t manifest_len,
+                      const struct cimg_image_layer *layers, size_t n_layers,
+                      const char *repo_digest, const char *ref, char id_out[CIMG_DIGEST_BUFSIZE],
+                      cimg_error_t *err)
+{
+  struct add_data d = { 0 };
+  if (prepare_image (b->s, config_bytes, config_len, manifest_bytes, manifest_len, layers, n_layers,
+                     repo_digest, ref, &d, err)
+      < 0)
+    {
+      add_data_clear (&d);
+      return -1;
+    }
+  if (id_out)
+    memcpy (id_out, d.id, CIMG_DIGEST_BUFSIZE);
+  b->add = xrealloc (b->add, (b->n_add + 1) * sizeof *b->add);
+  b->add[b->n_add++] = d;
+  return 0;
+}
+
+/* A tag checked and normalised as cimg_store_tag does (new string), or NULL with err set. */
+static char *
+tag_name (const char *id, const char *tag, cimg_error_t *err)
+{
+  cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tag, err);
+  if (ref == NULL)
+    return NULL;
+  if (ref->digest)
+    {
+      cimg_error_set (err, EINVAL, "refusing to create a tag with a digest reference: %s", tag);
+      return NULL;
+    }
+  if (!cimg_digest_valid (id))
+    {
+      cimg_error_set (err, EINVAL, "invalid image ID \"%s\"", id);
+      return NULL;
+    }
+  return cimg_ref_string (ref);
+}
+
+int
+cimg_image_batch_tag (struct cimg_image_batch *b, const char *id, const char *tag,
+                      cimg_error_t *err)
+{
+  char *full = tag_name (id, tag, err);
+  if (full == NULL)
+    return -1;
+  b->tag = xrealloc (b->tag, (b->n_tag + 1) * sizeof *b->tag);
+  snprintf (b->tag[b->n_tag].id, sizeof b->tag[b->n_tag].id, "%s", id);
+  b->tag[b->n_tag++].tag = full;
+  return 0;
+}
+
+static int
+batch_apply (struct cimg_image_batch *b, json_t *idx, cimg_error_t *err)
+{
+  /* In the order a caller doing one update per image would have made them: the images, then
+     the tags, a later tag moving an earlier one. */
+  /* One image (a pull, a build) keeps its two fsyncs: a syncfs would flush everything else
+     written to the file system too. */
+  bool need_sync = false;
+  for (size_t i = 0; i < b->n_add; i++)
+    if (index_add_one (b->s, idx, &b->add[i], b->n_add > 1 ? &need_sync : NULL, err) < 0)
+      return -1;
+  /* The new records (and their directories) reach the disk before the index names them. */
+  if (need_sync && syncfs (b->s->dirfd) < 0)
+    return cimg_error_sys (err, "sync %s", b->s->root);
+  json_t *images = json_object_get (idx, "images"), *tags = json_object_get (idx, "tags");
+  for (size_t i = 0; i < b->n_tag; i++)
+    {
+      if (json_object_get (images, b->tag[i].id) == NULL)
+        return cimg_error_set (err, ENOENT, "No such image: %s", b->tag[i].id);
+      json_object_set_new (tags, b->tag[i].tag, json_string (b->tag[i].id));
+    }
+  return 0;
+}
+
+int
+cimg_image_batch_commit (struct cimg_image_batch *b, cimg_error_t *err)
+{
+  if (b->n_add == 0 && b->n_tag == 0)
+    return 0;
+  return cimg_index_update (b->s, index_add, b, err);
 }
 
 /* ---------------------------------------------------------------- lookup */
@@ -615,36 +809,13 @@ cimg_store_find_image (struct cimg_store *s, const char *name, cimg_error_t *err
   return load_record (s, idx, id, err);
 }
 
-struct tag_data
-{
-  const char *id;
-  const char *tag;
-};
-
-static int
-index_tag (json_t *idx, void *data, cimg_error_t *err)
-{
-  struct tag_data *d = data;
-  if (json_object_get (json_object_get (idx, "images"), d->id) == NULL)
-    return cimg_error_set (err, ENOENT, "No such image: %s", d->id);
-  json_object_set_new (json_object_get (idx, "tags"), d->tag, json_string (d->id));
-  return 0;
-}
-
 int
 cimg_store_tag (struct cimg_store *s, const char *id, const char *tag, cimg_error_t *err)
 {
-  cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tag, err);
-  if (ref == NULL)
+  cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
+  if (cimg_image_batch_tag (b, id, tag, err) < 0)
     return -1;
-  if (ref->digest)
-    return cimg_error_set (err, EINVAL, "refusing to create a tag with a digest reference: %s",
-                           tag);
-  if (!cimg_digest_valid (id))
-    return cimg_error_set (err, EINVAL, "invalid image ID \"%s\"", id);
-  cleanup_free char *full = cimg_ref_string (ref);
-  struct tag_data d = { id, full };
-  return cimg_index_update (s, index_tag, &d, err);
+  return cimg_image_batch_commit (b, err);
 }
 
 /* ---------------------------------------------------------------- listing */
@@ -762,10 +933,11 @@ cimg_store_images_in_use (struct cimg_store *s)
 
 /* ---------------------------------------------------------------- removal */
 
+/* What one index update removes: tags, and images with every tag that names them. */
 struct untag_data
 {
-  const char *tag; /* remove this tag, or */
-  const char *id;  /* every tag of this image and the image itself */
+  char *const *tags;
+  char *const *ids;
 };
 
 static int
@@ -774,17 +946,21 @@ index_remove (json_t *idx, void *data, cimg_error_t *err)
   struct untag_data *d = data;
   json_t *tags = json_object_get (idx, "tags");
   (void)err;
-  if (d->tag)
-    {
-      json_object_del (tags, d->tag);
-      return 0;
-    }
+  for (size_t i = 0; d->tags && d->tags[i]; i++)
+    json_object_del (tags, d->tags[i]);
+  if (d->ids == NULL)
+    return 0;
+  /* One pass over the tags whatever the number of images: a set of the doomed IDs. */
+  cleanup_json json_t *doomed = json_object ();
+  for (size_t i = 0; d->ids[i]; i++)
+    json_object_set_new (doomed, d->ids[i], json_true ());
   const char *k;
   json_t *v;
   void *tmp;
-  json_object_foreach_safe (tags, tmp, k, v) if (strcmp (json_string_value (v), d->id) == 0)
+  json_object_foreach_safe (tags, tmp, k, v) if (json_object_get (doomed, json_string_value (v)))
       json_object_del (tags, k);
-  json_object_del (json_object_get (idx, "images"), d->id);
+  for (size_t i = 0; d->ids[i]; i++)
+    json_object_del (json_object_get (idx, "images"), d->ids[i]);
   return 0;
 }
 
@@ -797,22 +973,46 @@ report_line (char ***report, const char *what, const char *s)
   cimg_strv_append (report, line);
 }
 
+/* Untag and delete the images ids in one index update, then remove their records. */
 static int
-delete_image (struct cimg_store *s, json_t *idx, const char *id, char ***report, cimg_error_t *err)
+delete_images (struct cimg_store *s, json_t *idx, char *const *ids, char ***report,
+               cimg_error_t *err)
 {
-  cleanup_strv char **tags = tags_of (idx, id);
-  for (size_t i = 0; tags && tags[i]; i++)
+  if (ids == NULL || ids[0] == NULL)
+    return 0;
+  /* Each image's tags, from one pass over the index's tags. */
+  cleanup_json json_t *tags_by_id = json_object ();
+  {
+    const char *k;
+    json_t *v;
+    json_object_foreach (json_object_get (idx, "tags"), k, v)
     {
-      cleanup_free char *f = cimg_ref_familiar_string (tags[i]);
-      report_line (report, "Untagged", f);
+      const char *id = json_string_value (v);
+      if (id == NULL)
+        continue;
+      json_t *a = json_object_get (tags_by_id, id);
+      if (a == NULL)
+        json_object_set_new (tags_by_id, id, a = json_array ());
+      json_array_append_new (a, json_string (k));
     }
-  struct untag_data d = { NULL, id };
+  }
+  struct untag_data d = { NULL, ids };
   if (cimg_index_update (s, index_remove, &d, err) < 0)
     return -1;
-  cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (id));
-  if (cimg_rm_rf_at (s->dirfd, dir, err) < 0)
-    return -1;
-  report_line (report, "Deleted", id);
+  for (size_t n = 0; ids[n]; n++)
+    {
+      size_t i;
+      json_t *t;
+      json_array_foreach (json_object_get (tags_by_id, ids[n]), i, t)
+      {
+        cleanup_free char *f = cimg_ref_familiar_string (json_string_value (t));
+        report_line (report, "Untagged", f);
+      }
+      cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (ids[n]));
+      if (cimg_rm_rf_at (s->dirfd, dir, err) < 0)
+        return -1;
+      report_line (report, "Deleted", ids[n]);
+    }
   return 0;
 }
 
@@ -843,7 +1043,8 @@ cimg_store_remove_image (struct cimg_store *s, const char *name, int flags, char
 
   if (tag && ntags > 1)
     {
-      struct untag_data d = { tag, NULL };
+      char *one[] = { tag, NULL };
+      struct untag_data d = { one, NULL };
       if (cimg_index_update (s, index_remove, &d, err) < 0)
         return -1;
       cleanup_free char *f = cimg_ref_familiar_string (tag);
@@ -863,17 +1064,18 @@ cimg_store_remove_image (struct cimg_store *s, const char *name, int flags, char
                                "(remove the container first, or use -f to untag only)",
                                shortid);
       /* As Docker: -f on an image in use removes its tags but keeps the image. */
+      struct untag_data d = { tags, NULL };
+      if (ntags > 0 && cimg_index_update (s, index_remove, &d, err) < 0)
+        return -1;
       for (size_t i = 0; i < ntags; i++)
         {
-          struct untag_data d = { tags[i], NULL };
-          if (cimg_index_update (s, index_remove, &d, err) < 0)
-            return -1;
           cleanup_free char *f = cimg_ref_familiar_string (tags[i]);
           report_line (report, "Untagged", f);
         }
       return 0;
     }
-  if (delete_image (s, idx, id, report, err) < 0)
+  char *one[] = { id, NULL };
+  if (delete_images (s, idx, one, report, err) < 0)
     return -1;
   struct cimg_gc_report gr;
   return cimg_store_gc (s, &gr, err);
@@ -889,20 +1091,30 @@ cimg_store_prune_images (struct cimg_store *s, bool all, char ***report, int64_t
   if (idx == NULL)
     return -1;
   cleanup_strv char **in_use = cimg_store_images_in_use (s);
-  cleanup_strv char **victims = NULL;
+  /* Sets, not lists: one pass over the index whatever the number of images (tags_of per image
+     made a prune O(images × tags)). */
+  cleanup_json json_t *busy = json_object (), *tagged = json_object ();
+  for (size_t i = 0; in_use && in_use[i]; i++)
+    json_object_set_new (busy, in_use[i], json_true ());
   const char *k;
   json_t *v;
+  json_object_foreach (json_object_get (idx, "tags"), k, v)
+  {
+    if (json_is_string (v))
+      json_object_set_new (tagged, json_string_value (v), json_true ());
+  }
+  cleanup_strv char **victims = NULL;
+  size_t nv = 0;
   json_object_foreach (json_object_get (idx, "images"), k, v)
   {
-    if (cimg_strv_contains (in_use, k))
+    if (json_object_get (busy, k) || (!all && json_object_get (tagged, k)))
       continue;
-    cleanup_strv char **tags = tags_of (idx, k);
-    if (all || tags == NULL)
-      cimg_strv_append (&victims, k);
+    victims = xrealloc (victims, (nv + 2) * sizeof *victims);
+    victims[nv++] = xstrdup (k);
+    victims[nv] = NULL;
   }
-  for (size_t i = 0; victims && victims[i]; i++)
-    if (delete_image (s, idx, victims[i], report, err) < 0)
-      return -1;
+  if (delete_images (s, idx, victims, report, err) < 0)
+    return -1;
   struct cimg_gc_report gr = { 0 };
   if (cimg_store_gc (s, &gr, err) < 0)
     return -1;

@@ -16,6 +16,26 @@ int cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, si
                               const char *repo_digest, const char *ref,
                               char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
 
+/* Many images and tags recorded in one index update (a load of an archive): each _add checks
+   the image and stores its blobs at once, each _tag checks the tag; _commit writes every record
+   and replaces the index once, so that a kill leaves the old index or the new one, whatever
+   the number of images, and the cost is one index rewrite instead of one per image and tag.
+   Images are applied before tags, each in the order given (a later tag moves an earlier one).
+   id_out (may be NULL) gets the image ID at _add. */
+struct cimg_image_batch;
+struct cimg_image_batch *cimg_image_batch_new (struct cimg_store *s);
+void cimg_image_batch_free (struct cimg_image_batch *b);
+void cimg_image_batch_freep (struct cimg_image_batch **b);
+#define cleanup_image_batch __attribute__ ((cleanup (cimg_image_batch_freep)))
+int cimg_image_batch_add (struct cimg_image_batch *b, const char *config_bytes, size_t config_len,
+                          const char *manifest_bytes, size_t manifest_len,
+                          const struct cimg_image_layer *layers, size_t n_layers,
+                          const char *repo_digest, const char *ref,
+                          char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
+int cimg_image_batch_tag (struct cimg_image_batch *b, const char *id, const char *tag,
+                          cimg_error_t *err);
+int cimg_image_batch_commit (struct cimg_image_batch *b, cimg_error_t *err);
+
 /* The manifest of image id that ref (a full reference, may be NULL) came with: the one that
    lists ref, else the newest that lists a reference of ref's repository, else the newest. */
 int cimg_store_image_manifest_for (struct cimg_store *s, const char *id, const char *ref,

@@ -233,6 +233,16 @@ int cimg_store_check (struct cimg_store *s, bool repair, struct cimg_check_probl
                       cimg_error_t *err);
 void cimg_check_problems_free (struct cimg_check_problem *v, size_t n);
 
+/* RUN steps' cgroups, which the store cannot see (runtime/) but system check must find when a
+   build was killed: a build notes a step's container ID before its cgroup exists and forgets it
+   once the cgroup is gone. Under the exclusive lock, every noted step is a dead build's. */
+int cimg_store_note_step (struct cimg_store *s, const char *id, cimg_error_t *err);
+void cimg_store_forget_step (struct cimg_store *s, const char *id);
+/* The noted steps' IDs (NULL when none; the caller's strv). */
+char **cimg_store_noted_steps (struct cimg_store *s);
+/* The IDs of the store's container records (NULL when none; the caller's strv). */
+char **cimg_store_container_ids (struct cimg_store *s);
+
 struct cimg_df
 {
   size_t images, images_active;
