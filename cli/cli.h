@@ -49,6 +49,18 @@ typedef int (*cli_container_fn) (struct cimg_store *s, struct cimg_container *ct
    print_name, each one done is echoed (as Docker). Returns the command's exit code. */
 int cli_each_container (struct cli *c, int argc, char **argv, bool print_name, cli_container_fn fn,
                         void *data);
+/* cli/container-common.c. The start of a command on one container: with CLI_CTR_MOUNT_NS,
+   enter a private mount namespace (for commands that mount the container's filesystem), open
+   the store, find ref (ID, unique ID prefix or name). 0 with *s and *ctr set (the caller's),
+   else the exit code after printing the error (*s and *ctr NULL). */
+#define CLI_CTR_MOUNT_NS 0x1u
+int cli_one_container (struct cli *c, const char *ref, unsigned flags, struct cimg_store **s,
+                       struct cimg_container **ctr);
+/* The value of a flag in seconds (stop -t …), as Docker: a whole number, 0 or more; with
+   allow_forever also -1 (wait without limit). flag names it in the error ("-t, --time").
+   0 with *out set, or EXIT_USAGE after printing the error. */
+int cli_parse_seconds (struct cli *c, const char *flag, const char *value, bool allow_forever,
+                       int64_t *out);
 
 /* A table printed as Docker's tabwriter (minwidth 10, padding 3) prints it. */
 struct table;

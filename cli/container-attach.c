@@ -250,13 +250,12 @@ cmd_attach (struct cli *c, int argc, char **argv)
       }
   if (optind + 1 != argc)
     return cli_usage_error (c, "\"%s\" requires exactly 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, argv[optind], 0, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
-  cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[optind], &err);
-  if (ctr == NULL)
-    return cli_fail (&err);
   pid_t pid = cimg_container_pid (ctr);
   if (pid <= 0)
     {

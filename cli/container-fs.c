@@ -22,6 +22,7 @@
 #include "build/build-exec.h"
 #include "build/build.h"
 #include "cli/cli.h"
+#include "runtime/confine.h"
 #include "store/container-fs.h"
 #include "store/container.h"
 #include "store/store-internal.h"
@@ -32,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -146,26 +148,6 @@ open_proc_root (const struct cimg_container *ctr, pid_t pid, cimg_error_t *err)
 }
 
 static int
-private_mount_ns (void)
-{
-  cimg_error_t err = { 0 };
-  if (cimg_build_enter_mount_namespace (&err) < 0)
-    return cli_fail (&err);
-  return 0;
-}
-
-/* Find the container named by ref; prints the error. */
-static struct cimg_container *
-find_container (struct cimg_store *s, const char *ref)
-{
-  cimg_error_t err = { 0 };
-  struct cimg_container *c = cimg_container_find (s, ref, &err);
-  if (c == NULL)
-    cli_fail (&err);
-  return c;
-}
-
-static int
 open_upper (struct cimg_store *s, const struct cimg_container *ctr, cimg_error_t *err)
 {
   cleanup_free char *dir = cimg_container_dir (ctr);
@@ -186,14 +168,11 @@ cmd_diff (struct cli *c, int argc, char **argv)
     return r == 'h' ? 0 : EXIT_USAGE;
   if (argc - optind != 1)
     return cli_usage_error (c, "\"%s\" requires exactly 1 argument.", c->prog);
-  if (private_mount_ns () != 0)
-    return EXIT_FAIL;
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  cleanup_container struct cimg_container *ctr = find_container (s, argv[optind]);
-  if (ctr == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
   cleanup_close int ufd = open_upper (s, ctr, &err);
   if (ufd < 0)
@@ -462,6 +441,62 @@ strip_runtime_env (json_t *cc, json_t *image_cc, json_t *record)
   json_object_set_new (cc, "Env", out);
 }
 
+/* Docker's commit --pause (the default): the container's processes are frozen while its write
+   layer is read, so that the layer is one instant of it and not files caught half-written.
+   The store lock is taken (shared, as the commit takes it) before freezing, so that the
+   container never waits frozen for a gc or check to finish. The signals that end cimg are
+   held until the thaw: the commit then finishes, as Docker's daemon finishes it when its
+   client is interrupted, and the container is never left frozen by a ctrl-c. *cg is NULL when
+   the container has no cgroup any more (it has exited: nothing writes). */
+static int
+pause_container (struct cimg_store *s, const struct cimg_container *ctr, struct cimg_cgroup **cg,
+                 sigset_t *old_mask, cimg_error_t *err)
+{
+  *cg = NULL;
+  sigset_t held;
+  sigemptyset (&held);
+  static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+  for (size_t i = 0; i < ARRAY_SIZE (sigs); i++)
+    sigaddset (&held, sigs[i]);
+  sigprocmask (SIG_BLOCK, &held, old_mask);
+  if (cimg_store_lock (s, CIMG_LOCK_SHARED, err) < 0)
+    {
+      sigprocmask (SIG_SETMASK, old_mask, NULL);
+      return -1;
+    }
+  cimg_error_t e = { 0 };
+  struct cimg_cgroup *g = cimg_cgroup_open (ctr->id, &e);
+  if (g == NULL && e.code == ENOENT)
+    {
+      cimg_error_clear (&e);
+      cimg_store_unlock (s);
+      sigprocmask (SIG_SETMASK, old_mask, NULL);
+      return 0;
+    }
+  if (g == NULL || cimg_cgroup_freeze (g, true, &e) < 0)
+    {
+      cimg_cgroup_free (g);
+      cimg_store_unlock (s);
+      sigprocmask (SIG_SETMASK, old_mask, NULL);
+      *err = e;
+      return -1;
+    }
+  *cg = g;
+  return 0;
+}
+
+/* Thaw what pause_container froze, release the lock, let held signals in; frees cg. */
+static int
+unpause_container (struct cimg_store *s, struct cimg_cgroup *cg, const sigset_t *old_mask,
+                   cimg_error_t *err)
+{
+  int rc = cimg_cgroup_freeze (cg, false, err);
+  cimg_cgroup_free (cg);
+  cimg_store_unlock (s);
+  sigprocmask (SIG_SETMASK, old_mask, NULL);
+  return rc;
+}
+
 int
 cmd_commit (struct cli *c, int argc, char **argv)
 {
@@ -472,6 +507,7 @@ cmd_commit (struct cli *c, int argc, char **argv)
                                             { 0 } };
   const char *author = NULL, *message = NULL;
   cleanup_strv char **changes = NULL;
+  bool pause = true;
   int r;
   while ((r = cli_getopt (c, argc, argv, "a:c:m:p", longopts)) != -1)
     switch (r)
@@ -488,6 +524,7 @@ cmd_commit (struct cli *c, int argc, char **argv)
       case 'p':
         if (optarg && strcmp (optarg, "true") && strcmp (optarg, "false"))
           return cli_usage_error (c, "invalid argument \"%s\" for \"-p, --pause\" flag", optarg);
+        pause = optarg == NULL || strcmp (optarg, "true") == 0;
         break;
       case 'h':
         return 0;
@@ -497,14 +534,11 @@ cmd_commit (struct cli *c, int argc, char **argv)
   if (argc - optind < 1 || argc - optind > 2)
     return cli_usage_error (c, "\"%s\" requires at least 1 and at most 2 arguments.", c->prog);
   const char *tag = argc - optind == 2 ? argv[optind + 1] : NULL;
-  if (private_mount_ns () != 0)
-    return EXIT_FAIL;
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  cleanup_container struct cimg_container *ctr = find_container (s, argv[optind]);
-  if (ctr == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
   const char *image_id = cimg_json_str (ctr->config, "Image");
   cleanup_image struct cimg_image *base
@@ -565,13 +599,33 @@ cmd_commit (struct cli *c, int argc, char **argv)
     .tag = tag,
   };
   char id[CIMG_DIGEST_BUFSIZE];
-  if (cimg_container_commit (s, base, ufd, lfd, dfd, ph, &o, id, &err) < 0)
+  struct cimg_cgroup *cg = NULL;
+  sigset_t old_mask;
+  if (pause && cimg_container_pid (ctr) > 0 && pause_container (s, ctr, &cg, &old_mask, &err) < 0)
+    {
+      cimg_error_wrap (&err, "commit %s: pause", argv[optind]);
+      return cli_fail (&err);
+    }
+  rc = cimg_container_commit (s, base, ufd, lfd, dfd, ph, &o, id, &err);
+  bool thawed = true;
+  if (cg != NULL)
+    {
+      cimg_error_t terr = { 0 };
+      if (unpause_container (s, cg, &old_mask, &terr) < 0)
+        {
+          thawed = false;
+          cimg_error_wrap (&terr, "commit %s: the container stays frozen", argv[optind]);
+          cli_fail (&terr);
+        }
+    }
+  if (rc < 0)
     {
       cimg_error_wrap (&err, "commit %s", argv[optind]);
       return cli_fail (&err);
     }
+  /* The image is there even when the thaw failed: its ID is printed all the same. */
   printf ("%s\n", id);
-  return 0;
+  return thawed ? 0 : EXIT_FAIL;
 }
 
 /* ---------------------------------------------------------------- export */
@@ -618,14 +672,11 @@ cmd_export (struct cli *c, int argc, char **argv)
                "cimg: cowardly refusing to save to a terminal. Use the -o flag or redirect\n");
       return EXIT_FAIL;
     }
-  if (private_mount_ns () != 0)
-    return EXIT_FAIL;
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  cleanup_container struct cimg_container *ctr = find_container (s, argv[optind]);
-  if (ctr == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
   cleanup_close int vfd = open_view (s, ctr, VIEW_MERGED_RO, &err);
   if (vfd < 0)
@@ -643,7 +694,7 @@ cmd_export (struct cli *c, int argc, char **argv)
         }
     }
   struct fd_out o = { .fd = tmp ? fd : 1, .name = output ? output : "stdout" };
-  int rc = cimg_layer_pack (vfd, 0, fd_write, &o, &err);
+  rc = cimg_layer_pack (vfd, 0, fd_write, &o, &err);
   if (rc == 0 && tmp && (fsync (fd) < 0 || rename (tmp, output) < 0))
     rc = cimg_error_sys (&err, "write %s", output);
   if (rc < 0)
@@ -1436,14 +1487,11 @@ cmd_cp (struct cli *c, int argc, char **argv)
     return cli_usage_error (c, "must specify at least one container source");
   if ((from && *spath == '\0') || (to && *dpath == '\0'))
     return cli_usage_error (c, "filesystem path in a container cannot be empty");
-  if (private_mount_ns () != 0)
-    return EXIT_FAIL;
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
-  cleanup_container struct cimg_container *ctr = find_container (s, from ? sctr : dctr);
-  if (ctr == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, from ? sctr : dctr, CLI_CTR_MOUNT_NS, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
   cleanup_free char *buf = xmalloc (COPY_BUFSIZE);
   struct cp_opts o = { .keep_owner = archive, .buf = buf };

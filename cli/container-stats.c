@@ -104,13 +104,12 @@ cmd_top (struct cli *c, int argc, char **argv)
     }
   if (argc < 2)
     return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cleanup_store struct cimg_store *s = cli_open_store (c);
-  if (s == NULL)
-    return EXIT_FAIL;
+  cleanup_store struct cimg_store *s = NULL;
+  cleanup_container struct cimg_container *ctr = NULL;
+  int rc = cli_one_container (c, argv[1], 0, &s, &ctr);
+  if (rc != 0)
+    return rc;
   cimg_error_t err = { 0 };
-  cleanup_container struct cimg_container *ctr = cimg_container_find (s, argv[1], &err);
-  if (ctr == NULL)
-    return cli_fail (&err);
   if (cimg_container_pid (ctr) <= 0)
     {
       fprintf (stderr, "cimg: Container %s is not running\n", ctr->id);

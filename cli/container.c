@@ -591,13 +591,9 @@ cmd_stop (struct cli *c, int argc, char **argv)
     switch (r)
       {
       case 't':
-        {
-          char *end;
-          timeout = strtoll (optarg, &end, 10);
-          if (end == optarg || *end)
-            return cli_usage_error (c, "invalid argument \"%s\" for \"-t, --time\" flag", optarg);
-          break;
-        }
+        if (cli_parse_seconds (c, "-t, --time", optarg, true, &timeout) != 0)
+          return EXIT_USAGE;
+        break;
       case 's':
         sig = parse_signal (optarg);
         if (sig <= 0)
@@ -790,13 +786,9 @@ cmd_restart (struct cli *c, int argc, char **argv)
     switch (r)
       {
       case 't':
-        {
-          char *end;
-          timeout = strtoll (optarg, &end, 10);
-          if (end == optarg || *end)
-            return cli_usage_error (c, "invalid argument \"%s\" for \"-t, --time\" flag", optarg);
-          break;
-        }
+        if (cli_parse_seconds (c, "-t, --time", optarg, true, &timeout) != 0)
+          return EXIT_USAGE;
+        break;
       case 'h':
         return 0;
       default:

@@ -290,7 +290,7 @@ static const struct cli_command top_commands[] = {
     "  -a, --author string    Author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")\n"
     "  -c, --change list      Apply Dockerfile instruction to the created image\n"
     "  -m, --message string   Commit message\n"
-    "  -p, --pause            Accepted for Docker compatibility; the container is not paused\n" },
+    "  -p, --pause            Pause container during commit (default true)\n" },
   { "export", cmd_export, "cimg export [OPTIONS] CONTAINER",
     "Export a container's filesystem as a tar archive\n\nOptions:\n"
     "  -o, --output string   Write to a file, instead of STDOUT\n" },

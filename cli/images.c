@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 #include "store/image.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -205,6 +206,43 @@ cmd_images (struct cli *c, int argc, char **argv)
   return 0;
 }
 
+/* An image known through several manifests (OCI and Docker, gzip and zstd) pushes, for each
+   tag, the manifest that tag came with (store/image.h). The new tag is recorded with the
+   manifest push would send for the source name, so that `push DST` sends what `push SRC` does,
+   digest for digest, and `images --digests` shows it the source's repo digest in that
+   repository. No repo digest is added: as Docker's, only a pull or a push makes one. This is
+   written before the tag: a failure between the two leaves a reference in the record that no
+   tag leads to, which nothing reads; the other order would leave a tag that pushes the wrong
+   manifest. */
+static int
+tag_keep_manifest (struct cimg_store *s, const char *id, const char *src, const char *dst,
+                   cimg_error_t *err)
+{
+  cimg_error_t e = { 0 };
+  cleanup_ref struct cimg_ref *dref = cimg_ref_parse (dst, &e);
+  cimg_error_clear (&e);
+  if (dref == NULL || dref->digest != NULL)
+    return 0; /* cimg_store_tag says what is wrong with it */
+  cleanup_ref struct cimg_ref *sref = cimg_ref_parse (src, &e);
+  cimg_error_clear (&e);
+  cleanup_free char *sfull = sref ? cimg_ref_string (sref) : NULL;
+  char md[CIMG_DIGEST_BUFSIZE];
+  if (cimg_store_image_manifest_for (s, id, sfull, md, &e) < 0)
+    {
+      /* A record with no manifest has none to keep. */
+      if (e.code == ENOENT)
+        {
+          cimg_error_clear (&e);
+          return 0;
+        }
+      *err = e;
+      return -1;
+    }
+  cleanup_free char *dfull = cimg_ref_string (dref);
+  const char *refs[] = { dfull };
+  return cimg_store_image_add_manifest_refs (s, id, md, refs, ARRAY_SIZE (refs), err);
+}
+
 int
 cmd_tag (struct cli *c, int argc, char **argv)
 {
@@ -218,7 +256,8 @@ cmd_tag (struct cli *c, int argc, char **argv)
     return EXIT_FAIL;
   cimg_error_t err = { 0 };
   cleanup_image struct cimg_image *img = cimg_store_find_image (s, argv[optind], &err);
-  if (img == NULL || cimg_store_tag (s, img->id, argv[optind + 1], &err) < 0)
+  if (img == NULL || tag_keep_manifest (s, img->id, argv[optind], argv[optind + 1], &err) < 0
+      || cimg_store_tag (s, img->id, argv[optind + 1], &err) < 0)
     return cli_fail (&err);
   return 0;
 }

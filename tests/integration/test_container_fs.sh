@@ -17,6 +17,8 @@ INJECT="/tmp/cimg-fs-inject.$$"
 _fs_exit() {
   local rc=$? id
   set +e
+  # A commit the test holds at index.lock goes on (and thaws its container) before rm -f.
+  exec 9>&-
   for id in $(container_ids); do
     "$CIMG" --root "$CIMG_ROOT" rm -f "$id" >/dev/null 2>&1
   done
@@ -299,6 +301,81 @@ expect_fail "$CIMG_USAGE_CODE" cimg cp --bogus cpr:/a b
 expect_fail "$CIMG_ERR_CODE" cimg diff no-such-container
 expect_fail "$CIMG_USAGE_CODE" cimg diff
 cd "$TEST_TMP"
+
+section "commit --pause"
+# The test holds index.lock, which a commit takes only to record the new image, after it has
+# read the write layer: so the commit stops there, deterministically, for as long as the test
+# looks at the container.
+
+# freezer_state ID: FROZEN or THAWED, from the v1 freezer (freezer.state, FREEZING counts as
+# not frozen yet) or else cgroup v2's cgroup.events.
+freezer_state() {
+  local d
+  d=$(cgroup_dirs "$1" | grep '/freezer/' | head -n 1)
+  if [ -n "$d" ]; then
+    cat "$d/freezer.state"
+    return
+  fi
+  d=$(cgroup_dirs "$1" | head -n 1)
+  if grep -qx 'frozen 1' "$d/cgroup.events"; then echo FROZEN; else echo THAWED; fi
+}
+is_frozen() { [ "$(freezer_state "$1")" == FROZEN ]; }
+counter() { cat "$CIMG_ROOT/containers/$CTR/upper/counter"; }
+counter_above() { [ "$(counter)" -gt "$1" ]; }
+# blocked_on_lock PID: PID waits for a flock (/proc/locks lists waiters with "->").
+blocked_on_lock() { grep -Eq "^[0-9]+: -> FLOCK +ADVISORY +WRITE +$1 " /proc/locks; }
+# commit_held ARGS…: `cimg commit ARGS…` in the background while this shell holds index.lock
+# (fd 9); sets COMMIT_PID once the commit waits for that lock.
+commit_held() {
+  exec 9<>"$CIMG_ROOT/index.lock"
+  flock -x 9
+  "$CIMG" --root "$CIMG_ROOT" commit "$@" >"$TEST_TMP/commit-held.out" 2>"$TEST_TMP/commit-held.err" 9>&- &
+  COMMIT_PID=$!
+  _CIMG_TEST_PIDS+=("$COMMIT_PID")
+  wait_for 20 "commit $* reads the write layer and waits to record the image" \
+    blocked_on_lock "$COMMIT_PID"
+}
+# commit_release: let the held commit finish; RC is its exit code, OUT its output.
+commit_release() {
+  exec 9>&-
+  RC=0
+  wait "$COMMIT_PID" || RC=$?
+  OUT=$(cat "$TEST_TMP/commit-held.out")
+}
+
+run_d --name counter "$BASE" sh -c \
+  'i=0; while :; do i=$((i + 1)); echo $i >/c.tmp; mv /c.tmp /counter; sleep 0.01; done'
+CTR=$CID
+wait_for 10 "the container writes its counter" test -s "$CIMG_ROOT/containers/$CTR/upper/counter"
+assert_eq "$(freezer_state "$CTR")" THAWED "the running container is not frozen"
+
+commit_held counter fs:paused
+assert_eq "$(freezer_state "$CTR")" FROZEN "during commit (-p is the default) the container's cgroup is frozen"
+frozen_at=$(counter)
+sleep 0.5
+assert_eq "$(counter)" "$frozen_at" "the frozen container writes nothing while commit reads its layer"
+commit_release
+assert_eq "$RC" 0 "the paused commit succeeds"
+assert_match "$OUT" '^sha256:[0-9a-f]{64}$' "and prints the image ID"
+assert_eq "$(freezer_state "$CTR")" THAWED "after commit the container is thawed"
+wait_for 10 "the counter goes on after the commit" counter_above "$frozen_at"
+expect_ok cimg run --rm fs:paused cat /counter
+assert_eq "$OUT" "$frozen_at" "the committed layer holds the counter of the frozen instant"
+
+commit_held --pause=false counter fs:unpaused
+assert_eq "$(freezer_state "$CTR")" THAWED "commit --pause=false does not freeze the container"
+at=$(counter)
+wait_for 10 "and it goes on writing during the commit" counter_above "$at"
+commit_release
+assert_eq "$RC" 0 "commit --pause=false succeeds"
+
+# A commit that fails once the container is frozen (the store refuses a tag with a digest)
+# thaws it all the same.
+expect_fail "$CIMG_USAGE_CODE" cimg commit --pause=maybe counter fs:x
+assert_contains "$ERR" "--pause" "a bad --pause value names the flag"
+expect_fail "$CIMG_ERR_CODE" cimg commit counter 'fs:bad@sha256:1234'
+assert_eq "$(freezer_state "$CTR")" THAWED "a failed commit leaves the container thawed"
+must cimg rm -f counter
 
 section "clean-up"
 must cimg rm -f cpr ch opq same
