@@ -257,8 +257,9 @@ cimg_build_mount_parse (const char *spec, struct cimg_build_mount *m, cimg_error
       const char *v = eq ? eq + 1 : NULL;
       for (char *c = f; *c; c++)
         *c = (char)tolower ((unsigned char)*c);
-      unsigned long n;
-      bool b;
+      /* Initialised for gcc -O3, which cannot see that parse_* set them when they return 0. */
+      unsigned long n = 0;
+      bool b = false;
       if (strcmp (f, "type") == 0)
         continue;
       if (v == NULL && strcmp (f, "readonly") && strcmp (f, "ro") && strcmp (f, "readwrite")
