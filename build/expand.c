@@ -195,8 +195,12 @@ struct lex
   char *errmsg;     /* the first error, without the "failed to process" prefix */
 };
 
-/* The longest result of one expansion, in bytes. */
-#define EXPAND_MAX (1 << 20)
+/* The longest result of one expansion, in bytes. The fuzz build lowers it
+   (tests/fuzz/CMakeLists.txt): an input that reaches the cap costs a fuzzer execution the whole
+   cap in copying, and its mutations tend to reach it again. */
+#ifndef CIMG_EXPAND_MAX
+#define CIMG_EXPAND_MAX (1 << 20)
+#endif
 
 /* The split-into-words state of ProcessWords. */
 struct words
@@ -381,9 +385,9 @@ process_stop_on (struct lex *l, int stop, bool raw_escapes, char **out_word, cha
           free (tmp);
           /* ${v//…} and repeated expansions of a long value grow a line by the square of its
              length: refused, not expanded into gigabytes (no Dockerfile needs this). */
-          if (result.n > EXPAND_MAX)
+          if (result.n > CIMG_EXPAND_MAX)
             {
-              lex_error (l, "the expansion is longer than %d MiB", EXPAND_MAX >> 20);
+              lex_error (l, "the expansion is longer than %d bytes", CIMG_EXPAND_MAX);
               goto fail;
             }
           continue;
@@ -610,76 +614,176 @@ pattern_compile (struct lex *l, const char *pat, struct ptok **out, size_t *nout
   return 0;
 }
 
-/* Does the whole of s[0..len) match the tokens? */
-struct pmemo
+/* Matching runs the pattern over the value once, as a set of threads (Thompson's construction):
+   a thread is a token of the pattern and the offset its match started at. Two threads on the
+   same token at the same offset have the same future, so only the one with the preferred start
+   is kept, and an offset costs at most one step per token. Trying every start and every end
+   instead was cubic: a 3 KB value took two minutes to expand (found by the expand fuzzer). */
+
+#define PNONE SIZE_MAX
+#define PSLOTS 5 /* a step moves a thread by one rune or literal, at most 4 bytes */
+
+struct pslot
 {
-  const struct ptok *t0;
-  const char *s0;
-  size_t width;
-  uint8_t *failed; /* (token, offset) pairs known not to match */
+  size_t *start; /* per token 0..nt (nt: the whole pattern matched), PNONE when no thread */
+  size_t lo, hi; /* the tokens that may hold a thread; lo > hi when none */
 };
 
-static bool pmatch (struct pmemo *m, const struct ptok *t, size_t nt, const char *s, size_t len);
-
-static bool
-pmatch_next (struct pmemo *m, const struct ptok *t, size_t nt, const char *s, size_t len)
+struct pscan
 {
-  if (nt == 0 || t->kind != PT_STAR)
-    return pmatch (m, t, nt, s, len);
-  size_t key = (size_t)(t - m->t0) * m->width + (size_t)(s - m->s0);
-  if (m->failed[key / 8] & (1u << (key % 8)))
-    return false;
-  bool r = pmatch (m, t, nt, s, len);
-  if (!r)
-    m->failed[key / 8] |= (uint8_t)(1u << (key % 8));
-  return r;
-}
+  const struct ptok *t;
+  size_t nt;
+  const char *v;
+  size_t len;
+  bool prefer_late;       /* keep the latest start of two threads, else the earliest */
+  struct pslot s[PSLOTS]; /* the threads at offset p are in s[p % PSLOTS] */
+  size_t pending;         /* the furthest offset a thread was put at */
+};
 
-static bool
-pmatch (struct pmemo *m, const struct ptok *t, size_t nt, const char *s, size_t len)
+static void
+pscan_init (struct pscan *ps, const struct ptok *t, size_t nt, const char *v, bool prefer_late)
 {
-  if (nt == 0)
-    return len == 0;
-  switch (t->kind)
+  *ps = (struct pscan){ .t = t, .nt = nt, .v = v, .len = strlen (v), .prefer_late = prefer_late };
+  for (size_t i = 0; i < PSLOTS; i++)
     {
-    case PT_LIT:
-      return len >= t->n && memcmp (s, t->s, t->n) == 0
-             && pmatch_next (m, t + 1, nt - 1, s + t->n, len - t->n);
-    case PT_ANY:
-      {
-        if (len == 0 || s[0] == '\n')
-          return false;
-        uint32_t r;
-        size_t n = utf8_decode (s, len, &r);
-        return pmatch_next (m, t + 1, nt - 1, s + n, len - n);
-      }
-    default:
-      for (size_t i = 0;;)
-        {
-          if (pmatch_next (m, t + 1, nt - 1, s + i, len - i))
-            return true;
-          if (i >= len || s[i] == '\n')
-            return false;
-          uint32_t r;
-          i += utf8_decode (s + i, len - i, &r);
-        }
+      ps->s[i].start = xmalloc ((nt + 1) * sizeof (size_t));
+      for (size_t k = 0; k <= nt; k++)
+        ps->s[i].start[k] = PNONE;
+      ps->s[i].lo = 1;
+      ps->s[i].hi = 0;
     }
 }
 
-static bool
-pattern_match (const struct ptok *t, size_t nt, const char *s, size_t len)
+static void
+pscan_fini (struct pscan *ps)
 {
-  struct pmemo m = { t, s, len + 1, NULL };
-  m.failed = xzalloc ((nt + 1) * (len + 1) / 8 + 1);
-  bool r = pmatch_next (&m, t, nt, s, len);
-  free (m.failed);
-  return r;
+  for (size_t i = 0; i < PSLOTS; i++)
+    free (ps->s[i].start);
+}
+
+static void
+pslot_clear (struct pslot *sl)
+{
+  for (size_t k = sl->lo; k <= sl->hi; k++)
+    sl->start[k] = PNONE;
+  sl->lo = 1;
+  sl->hi = 0;
+}
+
+static void
+pscan_reset (struct pscan *ps, size_t from)
+{
+  for (size_t i = 0; i < PSLOTS; i++)
+    pslot_clear (&ps->s[i]);
+  ps->pending = from;
+}
+
+static void
+pscan_put (struct pscan *ps, size_t p, size_t k, size_t start)
+{
+  struct pslot *sl = &ps->s[p % PSLOTS];
+  size_t *cur = &sl->start[k];
+  if (*cur != PNONE && (ps->prefer_late ? start <= *cur : start >= *cur))
+    return;
+  *cur = start;
+  if (sl->lo > sl->hi)
+    sl->lo = sl->hi = k;
+  else if (k < sl->lo)
+    sl->lo = k;
+  else if (k > sl->hi)
+    sl->hi = k;
+  if (p > ps->pending)
+    ps->pending = p;
+}
+
+/* A '*' may match nothing: its threads also stand on the token after it. In token order, so
+   that a run of stars passes a thread along in one sweep. */
+static void
+pscan_close (struct pscan *ps, size_t p)
+{
+  struct pslot *sl = &ps->s[p % PSLOTS];
+  for (size_t k = sl->lo; k <= sl->hi && k < ps->nt; k++)
+    if (sl->start[k] != PNONE && ps->t[k].kind == PT_STAR)
+      pscan_put (ps, p, k + 1, sl->start[k]);
+}
+
+/* Moves the threads at offset p (< len) over the value's next rune or literal, then forgets
+   them. Neither '*' nor '?' crosses a newline (Go's '.', which buildkit turns them into). */
+static void
+pscan_step (struct pscan *ps, size_t p)
+{
+  struct pslot *sl = &ps->s[p % PSLOTS];
+  uint32_t r;
+  size_t rn = utf8_decode (ps->v + p, ps->len - p, &r);
+  bool nl = ps->v[p] == '\n';
+  for (size_t k = sl->lo; k <= sl->hi && k < ps->nt; k++)
+    {
+      size_t st = sl->start[k];
+      if (st == PNONE)
+        continue;
+      const struct ptok *t = &ps->t[k];
+      if (t->kind == PT_LIT)
+        {
+          if (t->n <= ps->len - p && memcmp (ps->v + p, t->s, t->n) == 0)
+            pscan_put (ps, p + t->n, k + 1, st);
+        }
+      else if (!nl)
+        pscan_put (ps, p + rn, t->kind == PT_ANY ? k + 1 : k, st);
+    }
+  pslot_clear (sl);
 }
 
 static bool
 rune_start (const char *s, size_t i)
 {
   return ((unsigned char)s[i] & 0xC0) != 0x80;
+}
+
+/* A match may end only between runes. */
+static bool
+pscan_end_ok (const struct pscan *ps, size_t p)
+{
+  return p == ps->len || rune_start (ps->v, p);
+}
+
+/* The leftmost-longest match that starts at from or after it, at a rune boundary decoded from
+   from (Go's leftmost-first with greedy stars gives the same match for these patterns: the
+   tests compare with Go's regexp). False when there is none. */
+static bool
+pscan_find (struct pscan *ps, size_t from, size_t *ms, size_t *me)
+{
+  size_t best_s = PNONE, best_e = 0, next = from;
+  pscan_reset (ps, from);
+  for (size_t p = from; p <= ps->len; p++)
+    {
+      struct pslot *sl = &ps->s[p % PSLOTS];
+      if (best_s == PNONE && p == next)
+        {
+          pscan_put (ps, p, 0, p);
+          uint32_t r;
+          if (p < ps->len)
+            next = p + utf8_decode (ps->v + p, ps->len - p, &r);
+        }
+      pscan_close (ps, p);
+      size_t st = sl->start[ps->nt];
+      if (st != PNONE && st <= best_s && pscan_end_ok (ps, p))
+        {
+          best_s = st;
+          best_e = p;
+        }
+      if (best_s != PNONE)
+        for (size_t k = sl->lo; k <= sl->hi; k++)
+          if (sl->start[k] != PNONE && sl->start[k] > best_s)
+            sl->start[k] = PNONE; /* starts later than a match found: cannot win */
+      if (p == ps->len)
+        break;
+      pscan_step (ps, p);
+      if (best_s != PNONE && ps->pending <= p)
+        break;
+    }
+  *ms = best_s;
+  *me = best_e;
+  return best_s != PNONE;
 }
 
 /* ${v#p}, ${v##p}: drop the shortest (longest) prefix that matches; ${v%p}, ${v%%p} the
@@ -689,74 +793,86 @@ trim_pattern (struct lex *l, const char *pat, const char *value, bool suffix, bo
               char **out)
 {
   struct ptok *t = NULL;
-  size_t nt, len = strlen (value);
+  size_t nt;
   if (pattern_compile (l, pat, &t, &nt) < 0)
     return -1;
-  *out = NULL;
-  for (size_t k = 0; k <= len; k++)
+  /* A suffix: a thread starts at every rune and the match must reach the end; the shortest
+     suffix is the latest start. A prefix: one thread from 0, the first or last end it reaches. */
+  struct pscan ps;
+  pscan_init (&ps, t, nt, value, suffix && !greedy);
+  pscan_reset (&ps, 0);
+  size_t len = ps.len, cut = PNONE;
+  for (size_t p = 0; p <= len; p++)
     {
-      /* k counts the bytes the candidate match covers, from the shortest or the longest. */
-      size_t cover = greedy ? len - k : k;
-      size_t start = suffix ? len - cover : 0;
-      if (start < len && !rune_start (value, start))
-        continue;
-      if (!suffix && cover < len && !rune_start (value, cover))
-        continue;
-      if (pattern_match (t, nt, value + start, cover))
+      struct pslot *sl = &ps.s[p % PSLOTS];
+      if (suffix ? (p == len || rune_start (value, p)) : p == 0)
+        pscan_put (&ps, p, 0, p);
+      pscan_close (&ps, p);
+      size_t st = sl->start[nt];
+      if (st != PNONE && pscan_end_ok (&ps, p))
         {
-          *out = suffix ? xstrndup (value, len - cover) : xstrdup (value + cover);
-          break;
+          if (suffix && p == len)
+            cut = st;
+          else if (!suffix)
+            {
+              cut = p;
+              if (!greedy)
+                break;
+            }
         }
+      if (p == len)
+        break;
+      pscan_step (&ps, p);
+      if (!suffix && ps.pending <= p)
+        break;
     }
+  pscan_fini (&ps);
   free (t);
-  if (*out == NULL)
+  if (cut == PNONE)
     *out = xstrdup (value);
+  else
+    *out = suffix ? xstrndup (value, cut) : xstrdup (value + cut);
   return 0;
 }
 
-/* ${v/p/r} replaces the first (${v//p/r}: every) leftmost-longest match of p. */
+/* ${v/p/r} replaces the first match of p, ${v//p/r} every one, as Go's ReplaceAllString does
+   (buildkit's): an empty match right after a match is not replaced, and the search moves on
+   by at least one rune. */
 static int
 replace_pattern (struct lex *l, const char *pat, const char *repl, const char *value, bool all,
                  char **out)
 {
   struct ptok *t = NULL;
-  size_t nt, len = strlen (value);
+  size_t nt;
   struct sbuf b = { 0 };
   if (pattern_compile (l, pat, &t, &nt) < 0)
     return -1;
-  bool replaced = false;
-  size_t i = 0;
-  while (i <= len)
+  struct pscan ps;
+  pscan_init (&ps, t, nt, value, false);
+  size_t len = ps.len, search = 0, last_end = 0, ms, me;
+  while (search <= len && pscan_find (&ps, search, &ms, &me))
     {
-      if (all || !replaced)
+      sbuf_addn (&b, value + last_end, ms - last_end);
+      if (me > last_end || ms == 0)
+        sbuf_adds (&b, repl);
+      last_end = me;
+      /* The replacement may itself hold expansions of the value: checked here, before a
+         megabyte value times a megabyte replacement is built. */
+      if (b.n > CIMG_EXPAND_MAX)
         {
-          size_t end = len + 1;
-          bool found = false;
-          while (end-- > i)
-            if ((end == len || rune_start (value, end))
-                && pattern_match (t, nt, value + i, end - i))
-              {
-                found = true;
-                break;
-              }
-          if (found)
-            {
-              sbuf_adds (&b, repl);
-              replaced = true;
-              if (end > i)
-                {
-                  i = end;
-                  continue;
-                }
-            }
+          free (b.p);
+          pscan_fini (&ps);
+          free (t);
+          return lex_error (l, "the expansion is longer than %d bytes", CIMG_EXPAND_MAX);
         }
-      if (i == len)
+      if (!all)
         break;
       uint32_t r;
-      size_t n = utf8_decode (value + i, len - i, &r);
-      sbuf_addn (&b, value + i, n);
-      i += n;
+      size_t w = search < len ? utf8_decode (value + search, len - search, &r) : 1;
+      search = search + w > me ? search + w : me;
     }
+  sbuf_addn (&b, value + last_end, len - last_end);
+  pscan_fini (&ps);
   free (t);
   *out = sbuf_steal (&b);
   return 0;

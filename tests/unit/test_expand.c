@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <string.h>
 
 #include "build/build.h"
@@ -278,14 +279,97 @@ test_error_message (void **state)
   cimg_strv_free (words);
 }
 
+/* The pattern forms against Go's regexp, which buildkit turns the patterns into: the results in
+   tests/unit/data/expand-patterns.jsonl were made by gen-expand-patterns.go beside it. */
+static void
+test_patterns_as_go (void **state)
+{
+  (void)state;
+  const char *src = getenv ("CIMG_SRC");
+  cleanup_free char *path = xasprintf ("%s/tests/unit/data/expand-patterns.jsonl", src ? src : ".");
+  FILE *f = fopen (path, "r");
+  assert_non_null (f);
+  char line[4096];
+  int run = 0, failed = 0;
+  while (fgets (line, sizeof line, f))
+    {
+      json_t *c = json_loads (line, 0, NULL);
+      assert_non_null (c);
+      const char *word = json_string_value (json_object_get (c, "word"));
+      const char *value = json_string_value (json_object_get (c, "value"));
+      const char *want = json_string_value (json_object_get (c, "want"));
+      assert_true (word && value && want);
+      cleanup_free char *a = xasprintf ("A=%s", value);
+      char *env[] = { a, NULL };
+      cimg_error_t err = { 0 };
+      char *got = NULL;
+      run++;
+      if (cimg_build_expand_word (word, '\\', env, &got, &err) < 0)
+        {
+          print_message ("%s with A=%s: %s\n", word, value, err.msg);
+          failed++;
+        }
+      else if (strcmp (got, want) != 0)
+        {
+          print_message ("%s with A=%s: got \"%s\", Go gives \"%s\"\n", word, value, got, want);
+          failed++;
+        }
+      free (got);
+      cimg_error_clear (&err);
+      json_decref (c);
+    }
+  fclose (f);
+  assert_int_equal (run, 3000);
+  assert_int_equal (failed, 0);
+}
+
+/* Repeated expansions of a long value are refused past 1 MiB (docs/build.md), not expanded
+   into gigabytes; just under the cap still expands. */
+static void
+test_expansion_cap (void **state)
+{
+  (void)state;
+  size_t half = 512 * 1024;
+  char *a = xmalloc (half + 3);
+  memcpy (a, "A=", 2);
+  memset (a + 2, 'x', half);
+  a[half + 2] = '\0';
+  char *env[] = { a, NULL };
+  cimg_error_t err = { 0 };
+  char *got = NULL;
+  assert_int_equal (cimg_build_expand_word ("$A$A", '\\', env, &got, &err), 0);
+  assert_int_equal (strlen (got), 2 * half);
+  free (got);
+  assert_int_equal (cimg_build_expand_word ("$A$A$A", '\\', env, &got, &err), -1);
+  assert_non_null (strstr (err.msg, "the expansion is longer than 1048576 bytes"));
+  cimg_error_clear (&err);
+  char **words = NULL;
+  assert_int_equal (cimg_build_expand_words ("$A $A $A", '\\', env, &words, &err), -1);
+  assert_non_null (strstr (err.msg, "longer than"));
+  cimg_error_clear (&err);
+  free (a);
+  /* A replacement that expands the value is refused while it is being built: a value of 2 000
+     bytes with itself between each of its runes would be 4 MB. */
+  char b[2003] = "B=";
+  memset (b + 2, 'y', 2000);
+  b[2002] = '\0';
+  char *env2[] = { b, NULL };
+  assert_int_equal (cimg_build_expand_word ("${B//?/$B}", '\\', env2, &got, &err), -1);
+  assert_non_null (strstr (err.msg, "the expansion is longer than 1048576 bytes"));
+  cimg_error_clear (&err);
+  b[502] = '\0';
+  assert_int_equal (cimg_build_expand_word ("${B//?/$B}", '\\', env2, &got, &err), 0);
+  assert_int_equal (strlen (got), 500 * 500);
+  free (got);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test (test_env_var_file),
-    cmocka_unit_test (test_words_file),
-    cmocka_unit_test (test_own_cases),
-    cmocka_unit_test (test_error_message),
+    cmocka_unit_test (test_env_var_file),   cmocka_unit_test (test_words_file),
+    cmocka_unit_test (test_own_cases),      cmocka_unit_test (test_error_message),
+    cmocka_unit_test (test_patterns_as_go), cmocka_unit_test (test_expansion_cap),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
