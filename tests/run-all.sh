@@ -1,8 +1,8 @@
 #!/bin/bash
-# Every check CI runs, in order: clang-format, a normal build with all tests (unit and
-# integration), an ASAN/UBSAN build with all tests. Runs every step even when one fails, and
-# exits non-zero if any did. Needs root (the integration tests do) and the packages of
-# tests/setup.sh.
+# Every check CI runs, in order: clang-format, a Release build of cimg, a normal build with all
+# tests (unit and integration), an ASAN/UBSAN build with all tests, the fuzz harnesses. Runs
+# every step even when one fails, and exits non-zero if any did. Needs root (the integration
+# tests do) and the packages of tests/setup.sh.
 #
 #   bash tests/run-all.sh [--no-format] [--no-asan] [--no-fuzz]
 #
@@ -72,7 +72,14 @@ asan_build_and_test() {
     build_and_test "$asan_dir" -DCIMG_SANITIZE=ON
 }
 
+release_build() {
+  # bench/all.sh builds with -O3 (Release), where gcc warns about things -O2 does not see.
+  cmake -S . -B "${CIMG_RELEASE_BUILD_DIR:-_build-release}" -DCMAKE_BUILD_TYPE=Release &&
+    cmake --build "${CIMG_RELEASE_BUILD_DIR:-_build-release}" -j"$jobs" --target cimg
+}
+
 if [ "$do_format" -eq 1 ]; then step "clang-format" format_check; fi
+step "Release build (the one bench/all.sh uses)" release_build
 step "build and test ($build_dir)" build_and_test "$build_dir"
 if [ "$do_asan" -eq 1 ]; then step "ASAN/UBSAN build and test ($asan_dir)" asan_build_and_test; fi
 # Each libFuzzer harness for CIMG_FUZZ_SECONDS (default 60), in its own clang tree.
