@@ -9,6 +9,7 @@
 
 #include "build/build-exec.h"
 #include "build/build-internal.h"
+#include "build/change.h"
 #include "registry/registry.h"
 #include "runtime/runtime.h"
 #include "runtime/user.h"
@@ -40,7 +41,8 @@ struct state
   struct cimg_image_layer *layers;
   size_t n_layers;
   char key[CIMG_DIGEST_BUFSIZE];
-  char **args; /* ARGs in scope: "K=V" (declared with a value) */
+  char **args;  /* ARGs in scope: "K=V" (declared with a value) */
+  bool cmd_set; /* this stage ran a CMD: a later ENTRYPOINT keeps it (Docker's cmdSet) */
   bool done;
 };
 
@@ -175,21 +177,6 @@ env_get (char *const *env, const char *name)
   return v;
 }
 
-static void
-env_set (char ***env, const char *k, const char *v)
-{
-  cleanup_free char *kv = xasprintf ("%s=%s", k, v);
-  size_t n = strlen (k);
-  for (size_t i = 0; *env && (*env)[i]; i++)
-    if (strncmp ((*env)[i], k, n) == 0 && (*env)[i][n] == '=')
-      {
-        free ((*env)[i]);
-        (*env)[i] = steal_pointer (&kv);
-        return;
-      }
-  cimg_strv_append (env, kv);
-}
-
 static json_t *
 cfg_obj (struct state *st)
 {
@@ -200,18 +187,6 @@ cfg_obj (struct state *st)
       json_object_set_new (st->config, "config", c);
     }
   return c;
-}
-
-static json_t *
-obj_field (json_t *obj, const char *key)
-{
-  json_t *o = json_object_get (obj, key);
-  if (!json_is_object (o))
-    {
-      o = json_object ();
-      json_object_set_new (obj, key, o);
-    }
-  return o;
 }
 
 /* The environment words are expanded in: the ARGs in scope, then the config's Env (ENV wins
@@ -271,7 +246,7 @@ add_layer (struct state *st, const struct cimg_layer_info *info)
   snprintf (l->media_type, sizeof l->media_type, "%s", MT_DOCKER_LAYER_TAR);
   l->blob_size = info->blob_size;
   l->size = info->size;
-  json_t *rootfs = obj_field (st->config, "rootfs");
+  json_t *rootfs = cimg_json_object_field (st->config, "rootfs");
   json_object_set_new (rootfs, "type", json_string ("layers"));
   json_t *d = json_object_get (rootfs, "diff_ids");
   if (!json_is_array (d))
@@ -514,38 +489,6 @@ resolve_user (struct bctx *b, struct state *st, const char *spec, uid_t *uid, gi
 
 /* ---------------------------------------------------------------- paths */
 
-/* Clean an absolute path: no ".", "..", "//"; ".." stops at "/". Newly allocated. */
-static char *
-clean_abs (const char *p)
-{
-  char **parts = NULL;
-  cleanup_free char *copy = xstrdup (p);
-  char *save = NULL;
-  for (char *t = strtok_r (copy, "/", &save); t; t = strtok_r (NULL, "/", &save))
-    {
-      if (strcmp (t, ".") == 0)
-        continue;
-      if (strcmp (t, "..") == 0)
-        {
-          size_t n = cimg_strv_len (parts);
-          if (n)
-            {
-              free (parts[n - 1]);
-              parts[n - 1] = NULL;
-            }
-          continue;
-        }
-      cimg_strv_append (&parts, t);
-    }
-  struct sbuf s = { 0 };
-  for (size_t i = 0; parts && parts[i]; i++)
-    sbuf_addf (&s, "/%s", parts[i]);
-  cimg_strv_free (parts);
-  if (s.n == 0)
-    sbuf_addc (&s, '/');
-  return sbuf_steal (&s);
-}
-
 /* Resolve the symlinks among the directories of path (absolute, clean) inside the view, as the
    kernel would inside the container; the last component is kept as is. */
 static char *
@@ -563,7 +506,7 @@ resolve_parents (int viewfd, const char *path)
       if (sl == NULL)
         {
           char *r = xasprintf ("%s/%s", cur, p);
-          char *c = clean_abs (r);
+          char *c = build_clean_abs (r);
           free (r);
           return c;
         }
@@ -585,7 +528,7 @@ resolve_parents (int viewfd, const char *path)
           loops++;
           char *nr = target[0] == '/' ? xasprintf ("%s%s", target, sl)
                                       : xasprintf ("%s/%s%s", cur, target, sl);
-          char *c = clean_abs (nr);
+          char *c = build_clean_abs (nr);
           free (nr);
           free (rest);
           rest = c;
@@ -888,31 +831,6 @@ is_archive (int fd)
 
 /* ---------------------------------------------------------------- instructions */
 
-static char *
-join_args (char *const *v, bool json)
-{
-  if (json)
-    {
-      cleanup_json json_t *a = json_array ();
-      for (size_t i = 0; v && v[i]; i++)
-        json_array_append_new (a, json_string (v[i]));
-      return json_dumps (a, JSON_COMPACT);
-    }
-  struct sbuf s = { 0 };
-  for (size_t i = 0; v && v[i]; i++)
-    sbuf_addf (&s, "%s%s", i ? " " : "", v[i]);
-  return sbuf_steal (&s);
-}
-
-static char *
-upper_name (const char *n)
-{
-  char *u = xstrdup (n);
-  for (char *p = u; *p; p++)
-    *p = (char)toupper ((unsigned char)*p);
-  return u;
-}
-
 static const char *
 flag_value (const struct cimg_instruction *in, const char *name)
 {
@@ -979,76 +897,6 @@ url_file_name (const char *url)
   return o;
 }
 
-static json_t *
-strv_json (char *const *v)
-{
-  json_t *a = json_array ();
-  for (size_t i = 0; v && v[i]; i++)
-    json_array_append_new (a, json_string (v[i]));
-  return a;
-}
-
-static char **
-json_strv (json_t *a)
-{
-  char **v = xzalloc (sizeof (char *));
-  size_t i;
-  json_t *e;
-  json_array_foreach (a, i, e) if (json_is_string (e)) cimg_strv_append (&v, json_string_value (e));
-  return v;
-}
-
-/* The command of RUN/CMD/ENTRYPOINT: exec form as is, shell form through SHELL. */
-static char **
-command_of (struct state *st, const struct cimg_instruction *in)
-{
-  if (in->json)
-    {
-      char **v = xzalloc (sizeof (char *));
-      for (size_t i = 0; in->args[i]; i++)
-        cimg_strv_append (&v, in->args[i]);
-      return v;
-    }
-  json_t *sh = json_object_get (cfg_obj (st), "Shell");
-  char **v = json_array_size (sh) ? json_strv (sh) : NULL;
-  if (v == NULL)
-    {
-      cimg_strv_append (&v, "/bin/sh");
-      cimg_strv_append (&v, "-c");
-    }
-  cimg_strv_append (&v, in->args[0] ? in->args[0] : "");
-  return v;
-}
-
-/* "80", "80/udp", "8000-8010/tcp"; the protocol defaults to tcp. */
-static char *
-port_key (const char *p)
-{
-  const char *s = p;
-  size_t digits = strspn (s, "0123456789");
-  if (digits == 0 || digits > 5)
-    return NULL;
-  s += digits;
-  if (*s == '-')
-    {
-      size_t d2 = strspn (s + 1, "0123456789");
-      if (d2 == 0 || d2 > 5)
-        return NULL;
-      s += 1 + d2;
-    }
-  size_t numlen = (size_t)(s - p);
-  if (*s == '\0')
-    return xasprintf ("%.*s/tcp", (int)numlen, p);
-  if (*s != '/')
-    return NULL;
-  cleanup_free char *proto = xstrdup (s + 1);
-  for (char *c = proto; *c; c++)
-    *c = (char)tolower ((unsigned char)*c);
-  if (strcmp (proto, "tcp") && strcmp (proto, "udp") && strcmp (proto, "sctp"))
-    return NULL;
-  return xasprintf ("%.*s/%s", (int)numlen, p, proto);
-}
-
 #define FAIL(...)                                                                                  \
   (cimg_error_set (err, EINVAL, __VA_ARGS__), cimg_error_wrap (err, "%s:%d", b->df->name, in->line))
 
@@ -1058,156 +906,21 @@ static int
 exec_meta (struct bctx *b, struct state *st, const struct cimg_instruction *in, char **env_in,
            char **desc, cimg_error_t *err)
 {
-  /* A copy: later pairs of one ENV see the earlier ones. */
-  cleanup_strv char **env = NULL;
-  for (size_t i = 0; env_in && env_in[i]; i++)
-    cimg_strv_append (&env, env_in[i]);
-  json_t *cc = cfg_obj (st);
-  const char *n = in->name;
-  struct sbuf d = { 0 };
-  cleanup_free char *upper = upper_name (n);
-  sbuf_addf (&d, "%s", upper);
-  if (strcmp (n, "env") == 0 || strcmp (n, "label") == 0)
-    {
-      bool label = n[0] == 'l';
-      for (size_t i = 0; in->args[i] && in->args[i + 1]; i += 2)
-        {
-          cleanup_free char *k = NULL, *v = NULL;
-          if (cimg_build_expand_word (in->args[i], b->df->escape, env, &k, err) < 0
-              || cimg_build_expand_word (in->args[i + 1], b->df->escape, env, &v, err) < 0)
-            {
-              free (d.p);
-              return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
-            }
-          sbuf_addf (&d, " %s=%s", k, v);
-          if (label)
-            json_object_set_new (obj_field (cc, "Labels"), k, json_string (v));
-          else
-            {
-              char **e2 = json_strv (json_object_get (cc, "Env"));
-              env_set (&e2, k, v);
-              json_object_set_new (cc, "Env", strv_json (e2));
-              cimg_strv_free (e2);
-              /* later pairs of the same ENV see this one */
-              env_set (&env, k, v);
-            }
-        }
-    }
-  else if (strcmp (n, "cmd") == 0 || strcmp (n, "entrypoint") == 0)
-    {
-      cleanup_strv char **cmd = command_of (st, in);
-      json_object_set_new (cc, n[0] == 'c' ? "Cmd" : "Entrypoint", strv_json (cmd));
-      cleanup_free char *j = join_args (cmd, true);
-      sbuf_addf (&d, " %s", j);
-      /* Docker: ENTRYPOINT resets a Cmd inherited from the base. */
-      if (n[0] == 'e')
-        json_object_set_new (cc, "Cmd", json_null ());
-    }
-  else if (strcmp (n, "shell") == 0)
-    {
-      json_object_set_new (cc, "Shell", strv_json (in->args));
-      cleanup_free char *j = join_args (in->args, true);
-      sbuf_addf (&d, " %s", j);
-    }
-  else if (strcmp (n, "workdir") == 0 || strcmp (n, "user") == 0 || strcmp (n, "stopsignal") == 0)
-    {
-      cleanup_free char *v = NULL;
-      if (cimg_build_expand_word (in->args[0], b->df->escape, env, &v, err) < 0)
-        {
-          free (d.p);
-          return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
-        }
-      if (n[0] == 'w')
-        {
-          const char *prev = cimg_json_str (cc, "WorkingDir");
-          cleanup_free char *raw
-              = v[0] == '/' ? xstrdup (v) : xasprintf ("%s/%s", prev && *prev ? prev : "", v);
-          cleanup_free char *wd = clean_abs (raw);
-          json_object_set_new (cc, "WorkingDir", json_string (wd));
-          free (d.p);
-          d = (struct sbuf){ 0 };
-          /* the legacy builder writes one blank here, two elsewhere */
-          sbuf_addf (&d, "\001WORKDIR %s", wd);
-        }
-      else
-        {
-          json_object_set_new (cc, n[0] == 'u' ? "User" : "StopSignal", json_string (v));
-          sbuf_addf (&d, " %s", v);
-        }
-    }
-  else if (strcmp (n, "expose") == 0 || strcmp (n, "volume") == 0)
-    {
-      bool expose = n[0] == 'e';
-      for (size_t i = 0; in->args[i]; i++)
-        {
-          cleanup_strv char **w = NULL;
-          if (cimg_build_expand_words (in->args[i], b->df->escape, env, &w, err) < 0)
-            {
-              free (d.p);
-              return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
-            }
-          for (size_t k = 0; w[k]; k++)
-            {
-              cleanup_free char *key = expose ? port_key (w[k]) : xstrdup (w[k]);
-              if (key == NULL || *key == '\0')
-                {
-                  free (d.p);
-                  return FAIL ("%s: invalid %s \"%s\"", upper, expose ? "port" : "path", w[k]);
-                }
-              json_object_set_new (obj_field (cc, expose ? "ExposedPorts" : "Volumes"), key,
-                                   json_object ());
-              sbuf_addf (&d, " %s", key);
-            }
-        }
-    }
-  else if (strcmp (n, "maintainer") == 0)
+  if (strcmp (in->name, "maintainer") == 0)
     {
       json_object_set_new (st->config, "author", json_string (in->args[0]));
-      sbuf_addf (&d, " %s", in->args[0]);
+      *desc = xasprintf ("MAINTAINER %s", in->args[0]);
+      return 0;
     }
-  else if (strcmp (n, "onbuild") == 0)
-    {
-      json_t *ob = json_object_get (cc, "OnBuild");
-      if (!json_is_array (ob))
-        {
-          ob = json_array ();
-          json_object_set_new (cc, "OnBuild", ob);
-        }
-      const char *t = in->sub && in->sub->original ? in->sub->original : in->text;
-      json_array_append_new (ob, json_string (t));
-      sbuf_addf (&d, " %s", t);
-    }
-  else if (strcmp (n, "healthcheck") == 0)
-    {
-      if (in->flags[0])
-        {
-          free (d.p);
-          return FAIL ("HEALTHCHECK options are not supported yet");
-        }
-      json_t *test = json_array ();
-      if (strcasecmp (in->args[0], "NONE") == 0)
-        json_array_append_new (test, json_string ("NONE"));
-      else if (in->json)
-        {
-          json_array_append_new (test, json_string ("CMD"));
-          for (size_t i = 1; in->args[i]; i++)
-            json_array_append_new (test, json_string (in->args[i]));
-        }
-      else
-        {
-          json_array_append_new (test, json_string ("CMD-SHELL"));
-          json_array_append_new (test, json_string (in->args[1] ? in->args[1] : ""));
-        }
-      cleanup_free char *j = json_dumps (test, JSON_COMPACT);
-      sbuf_addf (&d, " %s", j);
-      json_object_set_new (cc, "Healthcheck", json_pack ("{s:o}", "Test", test));
-    }
-  else
-    {
-      free (d.p);
-      return FAIL ("unknown instruction: %s", upper);
-    }
-  *desc = sbuf_steal (&d);
+  /* A copy: later pairs of one ENV see the earlier ones. */
+  struct cimg_meta_ctx m = { .escape = b->df->escape, .env = NULL, .cmd_set = st->cmd_set };
+  for (size_t i = 0; env_in && env_in[i]; i++)
+    cimg_strv_append (&m.env, env_in[i]);
+  int rc = cimg_build_apply_meta (cfg_obj (st), in, &m, desc, err);
+  cimg_strv_free (m.env);
+  if (rc < 0)
+    return cimg_error_wrap (err, "%s:%d", b->df->name, in->line);
+  st->cmd_set = m.cmd_set;
   return 0;
 }
 
@@ -1401,7 +1114,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
            char **env, char **args_scope, cimg_error_t *err)
 {
   bool add = in->name[0] == 'a';
-  cleanup_free char *upper = upper_name (in->name);
+  cleanup_free char *upper = build_upper_name (in->name);
   size_t nargs = cimg_strv_len (in->args);
   if (in->n_heredocs && flag_value (in, "from"))
     return FAIL ("%s --from with a heredoc source", upper);
@@ -1683,7 +1396,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
   for (size_t i = 0; srcs[i]; i++)
     {
       cleanup_free char *abs = xasprintf ("/%s", srcs[i]);
-      cleanup_free char *clean = clean_abs (abs);
+      cleanup_free char *clean = build_clean_abs (abs);
       /* --parents: "a/./b/c" keeps "b/c" (the part after the "/./" pivot), "a/b/c" all of it. */
       size_t pivot = 0;
       if (parents)
@@ -1692,7 +1405,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
           if (pv && pv != srcs[i])
             {
               cleanup_free char *pa = xasprintf ("/%.*s", (int)(pv - srcs[i]), srcs[i]);
-              cleanup_free char *pc = clean_abs (pa);
+              cleanup_free char *pc = build_clean_abs (pa);
               pivot = strcmp (pc, "/") == 0 ? 0 : strlen (pc);
             }
         }
@@ -1747,7 +1460,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
     if (viewfd < 0)
       goto out;
     dst_view = true;
-    cleanup_free char *cl = clean_abs (raw);
+    cleanup_free char *cl = build_clean_abs (raw);
     free (dest);
     dest = resolve_parents (viewfd, cl);
     struct stat dst_st;
@@ -2213,7 +1926,7 @@ run_flags (struct bctx *b, struct state *st, size_t si, const struct cimg_instru
               cleanup_free char *raw
                   = m->target[0] == '/' ? xstrdup (m->target)
                                         : xasprintf ("%s/%s", wdir && *wdir ? wdir : "", m->target);
-              r->dest = clean_abs (raw);
+              r->dest = build_clean_abs (raw);
               if (strcmp (r->dest, "/") == 0)
                 {
                   FAIL ("RUN --mount=%s: cannot mount over /", v);
@@ -2231,7 +1944,7 @@ run_flags (struct bctx *b, struct state *st, size_t si, const struct cimg_instru
                    of its files; from a stage or image, that state's key. */
                 const char *src = m->source && *m->source ? m->source : ".";
                 cleanup_free char *abs = xasprintf ("/%s", src);
-                cleanup_free char *cl = clean_abs (abs);
+                cleanup_free char *cl = build_clean_abs (abs);
                 sbuf_addf (keytext, ",source=%s", cl);
                 if (m->from)
                   {
@@ -2362,7 +2075,7 @@ prepare_mounts (struct bctx *b, struct state *st, const char *wd, struct run_mou
               return cimg_error_sys (err, "open %s", dir);
             const char *src = m->source && *m->source ? m->source : ".";
             cleanup_free char *abs = xasprintf ("/%s", src);
-            cleanup_free char *cl = clean_abs (abs);
+            cleanup_free char *cl = build_clean_abs (abs);
             int rootfd = b->ctxfd;
             cleanup_free char *vdir = NULL;
             cleanup_close int viewfd = -1;
@@ -2545,7 +2258,7 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
       else
         {
           json_t *sh = json_object_get (cfg_obj (st), "Shell");
-          cmd = json_array_size (sh) ? json_strv (sh) : NULL;
+          cmd = json_array_size (sh) ? cimg_json_to_strv (sh) : NULL;
           if (cmd == NULL)
             {
               cimg_strv_append (&cmd, "/bin/sh");
@@ -2565,8 +2278,8 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
         }
     }
   else
-    cmd = command_of (st, in);
-  cleanup_free char *shown = join_args (cmd, in->json);
+    cmd = build_command_of (cfg_obj (st), in);
+  cleanup_free char *shown = build_join_args (cmd, in->json);
   cleanup_free char *instr = xasprintf ("RUN%s %s%s%s%s", flagtext, in->json ? "json " : "", shown,
                                         script ? "\n" : "", script ? script->content : "");
   char key[CIMG_DIGEST_BUFSIZE];
@@ -2586,7 +2299,7 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
       return cimg_error_wrap (err, "%s:%d: RUN", b->df->name, in->line);
     }
   /* Env: the config's, then the build args in scope that it does not set; PATH if none. */
-  cleanup_strv char **env = json_strv (json_object_get (cc, "Env"));
+  cleanup_strv char **env = cimg_json_to_strv (json_object_get (cc, "Env"));
   for (size_t i = 0; args_scope && args_scope[i]; i++)
     {
       cleanup_free char *k = xstrndup (args_scope[i], strcspn (args_scope[i], "="));
@@ -2599,7 +2312,7 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
     if (rm[i].m.type == CIMG_BUILD_MOUNT_SECRET && rm[i].m.env && rm[i].secret)
       {
         cleanup_free char *val = xstrndup (rm[i].secret->data, rm[i].secret->len);
-        env_set (&env, rm[i].m.env, val);
+        build_env_set (&env, rm[i].m.env, val);
         explicit_bzero (val, strlen (val));
       }
   const char *wdir = cimg_json_str (cc, "WorkingDir");
@@ -2828,7 +2541,7 @@ exec_arg (struct bctx *b, struct state *st, const struct cimg_instruction *in, c
             cimg_strv_append (&b->consumed, name);
         }
       if (value)
-        env_set (&st->args, name, value);
+        build_env_set (&st->args, name, value);
     }
   return 0;
 }
@@ -2932,11 +2645,11 @@ run_onbuild (struct bctx *b, struct state *st, size_t si, const struct cimg_inst
       if (strcmp (in->name, "from") == 0 || strcmp (in->name, "onbuild") == 0
           || strcmp (in->name, "maintainer") == 0)
         {
-          cleanup_free char *up = upper_name (in->name);
+          cleanup_free char *up = build_upper_name (in->name);
           rc = FAIL ("%s isn't allowed as an ONBUILD trigger", up);
           break;
         }
-      cleanup_free char *up = upper_name (in->name);
+      cleanup_free char *up = build_upper_name (in->name);
       out (b, "STEP %d/%d: %s %s (ONBUILD)\n", b->step, b->nsteps, up, in->text ? in->text : "");
       rc = exec_instruction (b, st, si, in, err);
     }
@@ -2991,7 +2704,7 @@ build_stage (struct bctx *b, size_t si, cimg_error_t *err)
       in = &b->df->instrs[i];
       b->step++;
       {
-        cleanup_free char *up = upper_name (in->name);
+        cleanup_free char *up = build_upper_name (in->name);
         out (b, "STEP %d/%d: %s %s\n", b->step, b->nsteps, up, in->text ? in->text : "");
       }
       if (exec_instruction (b, st, si, in, err) < 0)
@@ -3040,7 +2753,7 @@ setup_stages (struct bctx *b, cimg_error_t *err)
               cimg_strv_append (&b->consumed, name);
           }
         if (value)
-          env_set (&b->meta, name, value);
+          build_env_set (&b->meta, name, value);
       }
   b->stages = xzalloc ((df->n_instrs + 1) * sizeof *b->stages);
   for (size_t i = nmeta; i < df->n_instrs; i++)

@@ -1,3 +1,4 @@
+#include "build/change.h"
 #include "cli/cli.h"
 
 #include <errno.h>
@@ -45,6 +46,13 @@ cmd_import (struct cli *c, int argc, char **argv)
       if (ref == NULL)
         return cli_fail (&err);
     }
+  /* The changes apply to an empty config, as Docker's import; the store adds PATH. */
+  cleanup_json json_t *cc = json_object ();
+  if (cimg_config_apply_changes (cc, changes, &err) < 0)
+    {
+      cimg_error_wrap (&err, "import %s", file);
+      return cli_fail (&err);
+    }
   cleanup_close int fd = strcmp (file, "-") == 0 ? dup (0) : open (file, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     {
@@ -55,7 +63,7 @@ cmd_import (struct cli *c, int argc, char **argv)
   if (s == NULL)
     return EXIT_FAIL;
   char id[CIMG_DIGEST_BUFSIZE];
-  if (cimg_store_import (s, fd, tag, message, changes, id, &err) < 0)
+  if (cimg_store_import (s, fd, tag, message, cc, id, &err) < 0)
     {
       cimg_error_wrap (&err, "import %s", file);
       return cli_fail (&err);
@@ -83,36 +91,15 @@ cmd_save (struct cli *c, int argc, char **argv)
       }
   if (optind >= argc)
     return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  if (output == NULL && isatty (1))
-    return cli_usage_error (c, "cowardly refusing to save to a terminal. Use the -o flag or "
-                               "redirect");
+  cimg_error_t err = { 0 };
+  cleanup_cli_output struct cli_output out = { 0 };
+  if (cli_output_open (&out, output, &err) < 0)
+    return cli_fail (&err);
   cleanup_store struct cimg_store *s = cli_open_store (c);
   if (s == NULL)
     return EXIT_FAIL;
-  cimg_error_t err = { 0 };
-  if (output == NULL)
-    {
-      if (cimg_store_save (s, argv + optind, 1, &err) < 0)
-        return cli_fail (&err);
-      return 0;
-    }
-  /* Written beside the target and renamed: a failed save never leaves a truncated archive
-     under the name the user asked for. */
-  cleanup_free char *tmp = xasprintf ("%s.tmp-%d", output, (int)getpid ());
-  cleanup_close int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    {
-      cimg_error_sys (&err, "save %s", output);
-      return cli_fail (&err);
-    }
-  if (cimg_store_save (s, argv + optind, fd, &err) < 0 || fsync (fd) < 0
-      || rename (tmp, output) < 0)
-    {
-      if (!cimg_error_is_set (&err))
-        cimg_error_sys (&err, "save %s", output);
-      unlink (tmp);
-      return cli_fail (&err);
-    }
+  if (cimg_store_save (s, argv + optind, out.fd, &err) < 0 || cli_output_commit (&out, &err) < 0)
+    return cli_fail (&err);
   return 0;
 }
 

@@ -62,6 +62,22 @@ int cli_one_container (struct cli *c, const char *ref, unsigned flags, struct ci
 int cli_parse_seconds (struct cli *c, const char *flag, const char *value, bool allow_forever,
                        int64_t *out);
 
+/* cli/output-file.c. The OUTPUT of save and export (-o), written whole or not at all: a temp
+   file beside it, renamed over it once complete. A NULL or "-" path is stdout, refused when it
+   is a terminal (as Docker: exit 1). Zero-initialise; open gives o->fd to write to and returns
+   0, or -1 with err set. commit fsyncs and renames (the temp file is removed when that fails);
+   abort removes the temp file, is a no-op after commit or for stdout, and frees o. */
+struct cli_output
+{
+  const char *path; /* NULL: stdout */
+  char *tmp;
+  int fd;
+};
+int cli_output_open (struct cli_output *o, const char *path, cimg_error_t *err);
+int cli_output_commit (struct cli_output *o, cimg_error_t *err);
+void cli_output_abort (struct cli_output *o);
+#define cleanup_cli_output __attribute__ ((cleanup (cli_output_abort)))
+
 /* A table printed as Docker's tabwriter (minwidth 10, padding 3) prints it. */
 struct table;
 struct table *table_new (size_t ncols);

@@ -21,6 +21,7 @@
    a symlink and never followed. */
 #include "build/build-exec.h"
 #include "build/build.h"
+#include "build/change.h"
 #include "cli/cli.h"
 #include "runtime/confine.h"
 #include "store/container-fs.h"
@@ -192,183 +193,6 @@ cmd_diff (struct cli *c, int argc, char **argv)
     printf ("%c %s\n", v[i].kind, v[i].path);
   cimg_changes_free (v, n);
   return fflush (stdout) == 0 ? 0 : EXIT_FAIL;
-}
-
-/* ---------------------------------------------------------------- commit -c */
-
-static char **
-json_strv (json_t *a)
-{
-  char **v = xzalloc (sizeof (char *));
-  size_t i;
-  json_t *e;
-  json_array_foreach (a, i, e) if (json_is_string (e)) cimg_strv_append (&v, json_string_value (e));
-  return v;
-}
-
-static json_t *
-strv_json (char *const *v)
-{
-  json_t *a = json_array ();
-  for (size_t i = 0; v && v[i]; i++)
-    json_array_append_new (a, json_string (v[i]));
-  return a;
-}
-
-static json_t *
-obj_field (json_t *obj, const char *key)
-{
-  json_t *o = json_object_get (obj, key);
-  if (!json_is_object (o))
-    {
-      o = json_object ();
-      json_object_set_new (obj, key, o);
-    }
-  return o;
-}
-
-/* "80", "80/udp", "8000-8010/tcp" as EXPOSE takes them; tcp when no protocol is given. */
-static char *
-port_key (const char *p)
-{
-  size_t digits = strspn (p, "0123456789");
-  if (digits == 0 || digits > 5)
-    return NULL;
-  const char *s = p + digits;
-  if (*s == '-')
-    {
-      size_t d2 = strspn (s + 1, "0123456789");
-      if (d2 == 0 || d2 > 5)
-        return NULL;
-      s += 1 + d2;
-    }
-  int numlen = (int)(s - p);
-  if (*s == '\0')
-    return xasprintf ("%.*s/tcp", numlen, p);
-  if (*s++ != '/')
-    return NULL;
-  cleanup_free char *proto = xstrdup (s);
-  for (char *q = proto; *q; q++)
-    *q = (char)tolower ((unsigned char)*q);
-  if (strcmp (proto, "tcp") && strcmp (proto, "udp") && strcmp (proto, "sctp"))
-    return NULL;
-  return xasprintf ("%.*s/%s", numlen, p, proto);
-}
-
-/* Apply one -c line to cc (the image's "config"), as Docker's commit does: the line is parsed
-   by the Dockerfile parser and its words are expanded against the config's Env. */
-static int
-apply_change (json_t *cc, const char *line, cimg_error_t *err)
-{
-  cleanup_free char *text = xasprintf ("%s\n", line);
-  cleanup_dockerfile struct cimg_dockerfile *df
-      = cimg_build_parse ("change", text, strlen (text), err);
-  if (df == NULL)
-    return -1;
-  if (df->n_instrs != 1)
-    return cimg_error_set (err, EINVAL, "expected one instruction");
-  const struct cimg_instruction *in = &df->instrs[0];
-  const char *n = in->name;
-  cleanup_strv char **env = json_strv (json_object_get (cc, "Env"));
-  static const char *const ok[] = { "cmd",  "entrypoint", "env",     "expose",    "label",
-                                    "user", "volume",     "workdir", "stopsignal" };
-  bool known = false;
-  for (size_t i = 0; i < ARRAY_SIZE (ok); i++)
-    if (strcmp (n, ok[i]) == 0)
-      known = true;
-  if (!known)
-    {
-      cleanup_free char *up = xstrdup (n);
-      for (char *q = up; *q; q++)
-        *q = (char)toupper ((unsigned char)*q);
-      return cimg_error_set (err, EINVAL, "%s is not a valid change command", up);
-    }
-  if (in->args[0] == NULL)
-    return cimg_error_set (err, EINVAL, "%s requires at least one argument", n);
-
-  if (strcmp (n, "cmd") == 0 || strcmp (n, "entrypoint") == 0)
-    {
-      json_t *cmd;
-      if (in->json)
-        cmd = strv_json (in->args);
-      else
-        {
-          /* The shell form runs through the image's SHELL, /bin/sh -c by default. */
-          cleanup_strv char **shell = json_strv (json_object_get (cc, "Shell"));
-          if (shell[0] == NULL)
-            {
-              cimg_strv_append (&shell, "/bin/sh");
-              cimg_strv_append (&shell, "-c");
-            }
-          cimg_strv_append (&shell, in->args[0]);
-          cmd = strv_json (shell);
-        }
-      json_object_set_new (cc, n[0] == 'c' ? "Cmd" : "Entrypoint", cmd);
-    }
-  else if (strcmp (n, "env") == 0 || strcmp (n, "label") == 0)
-    {
-      for (size_t i = 0; in->args[i] && in->args[i + 1]; i += 2)
-        {
-          cleanup_free char *k = NULL, *v = NULL;
-          if (cimg_build_expand_word (in->args[i], df->escape, env, &k, err) < 0
-              || cimg_build_expand_word (in->args[i + 1], df->escape, env, &v, err) < 0)
-            return -1;
-          if (n[0] == 'l')
-            {
-              json_object_set_new (obj_field (cc, "Labels"), k, json_string (v));
-              continue;
-            }
-          cleanup_free char *kv = xasprintf ("%s=%s", k, v);
-          size_t kl = strlen (k);
-          bool replaced = false;
-          for (size_t j = 0; env[j]; j++)
-            if (strncmp (env[j], k, kl) == 0 && env[j][kl] == '=')
-              {
-                free (env[j]);
-                env[j] = xstrdup (kv);
-                replaced = true;
-              }
-          if (!replaced)
-            cimg_strv_append (&env, kv);
-          json_object_set_new (cc, "Env", strv_json (env));
-        }
-    }
-  else if (strcmp (n, "expose") == 0 || strcmp (n, "volume") == 0)
-    {
-      bool expose = n[0] == 'e';
-      for (size_t i = 0; in->args[i]; i++)
-        {
-          cleanup_strv char **w = NULL;
-          if (cimg_build_expand_words (in->args[i], df->escape, env, &w, err) < 0)
-            return -1;
-          for (size_t k = 0; w[k]; k++)
-            {
-              cleanup_free char *key = expose ? port_key (w[k]) : xstrdup (w[k]);
-              if (key == NULL || *key == '\0')
-                return cimg_error_set (err, EINVAL, "invalid %s \"%s\"", expose ? "port" : "path",
-                                       w[k]);
-              json_object_set_new (obj_field (cc, expose ? "ExposedPorts" : "Volumes"), key,
-                                   json_object ());
-            }
-        }
-    }
-  else
-    {
-      cleanup_free char *v = NULL;
-      if (cimg_build_expand_word (in->args[0], df->escape, env, &v, err) < 0)
-        return -1;
-      if (n[0] == 'w')
-        {
-          const char *prev = cimg_json_str (cc, "WorkingDir");
-          cleanup_free char *wd = v[0] == '/'     ? xstrdup (v)
-                                  : prev && *prev ? xasprintf ("%s/%s", prev, v)
-                                                  : xasprintf ("/%s", v);
-          json_object_set_new (cc, "WorkingDir", json_string (wd));
-        }
-      else
-        json_object_set_new (cc, n[0] == 'u' ? "User" : "StopSignal", json_string (v));
-    }
-  return 0;
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -567,12 +391,11 @@ cmd_commit (struct cli *c, int argc, char **argv)
         json_object_set (cc, fields[i], v);
     }
   strip_runtime_env (cc, json_object_get (base->config, "config"), ctr->config);
-  for (size_t i = 0; changes && changes[i]; i++)
-    if (apply_change (cc, changes[i], &err) < 0)
-      {
-        cimg_error_wrap (&err, "commit %s: change \"%s\"", argv[optind], changes[i]);
-        return cli_fail (&err);
-      }
+  if (cimg_config_apply_changes (cc, changes, &err) < 0)
+    {
+      cimg_error_wrap (&err, "commit %s", argv[optind]);
+      return cli_fail (&err);
+    }
 
   cleanup_close int ufd = open_upper (s, ctr, &err);
   if (ufd < 0)
@@ -664,43 +487,21 @@ cmd_export (struct cli *c, int argc, char **argv)
       }
   if (argc - optind != 1)
     return cli_usage_error (c, "\"%s\" requires exactly 1 argument.", c->prog);
-  if (output != NULL && strcmp (output, "-") == 0)
-    output = NULL;
-  if (output == NULL && isatty (1))
-    {
-      fprintf (stderr,
-               "cimg: cowardly refusing to save to a terminal. Use the -o flag or redirect\n");
-      return EXIT_FAIL;
-    }
+  cimg_error_t err = { 0 };
+  cleanup_cli_output struct cli_output out = { 0 };
+  if (cli_output_open (&out, output, &err) < 0)
+    return cli_fail (&err);
   cleanup_store struct cimg_store *s = NULL;
   cleanup_container struct cimg_container *ctr = NULL;
   int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);
   if (rc != 0)
     return rc;
-  cimg_error_t err = { 0 };
   cleanup_close int vfd = open_view (s, ctr, VIEW_MERGED_RO, &err);
   if (vfd < 0)
     return cli_fail (&err);
-  /* A file is written whole or not at all: a temp file beside it, renamed at the end. */
-  cleanup_free char *tmp = output ? xasprintf ("%s.tmp-%d", output, (int)getpid ()) : NULL;
-  cleanup_close int fd = -1;
-  if (tmp)
+  struct fd_out o = { .fd = out.fd, .name = out.path ? out.path : "stdout" };
+  if (cimg_layer_pack (vfd, 0, fd_write, &o, &err) < 0 || cli_output_commit (&out, &err) < 0)
     {
-      fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0)
-        {
-          cimg_error_sys (&err, "open %s", output);
-          return cli_fail (&err);
-        }
-    }
-  struct fd_out o = { .fd = tmp ? fd : 1, .name = output ? output : "stdout" };
-  rc = cimg_layer_pack (vfd, 0, fd_write, &o, &err);
-  if (rc == 0 && tmp && (fsync (fd) < 0 || rename (tmp, output) < 0))
-    rc = cimg_error_sys (&err, "write %s", output);
-  if (rc < 0)
-    {
-      if (tmp)
-        unlink (tmp);
       cimg_error_wrap (&err, "export %s", argv[optind]);
       return cli_fail (&err);
     }

@@ -8,7 +8,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -108,305 +107,6 @@ json_bytes (json_t *j, size_t *len)
 
 /* ================================================================ import */
 
-/* Split a --change argument into words as Dockerfile's shell lexer does for ENV/LABEL/EXPOSE/
-   VOLUME: whitespace separates, "…" and '…' quote (backslash escapes outside single quotes). */
-static int
-split_words (const char *s, char ***out, cimg_error_t *err)
-{
-  cleanup_strv char **v = NULL;
-  const char *p = s;
-  for (;;)
-    {
-      while (isspace ((unsigned char)*p))
-        p++;
-      if (*p == '\0')
-        break;
-      cleanup_free char *w = xmalloc (strlen (p) + 1);
-      size_t n = 0;
-      char q = 0;
-      while (*p != '\0' && (q != 0 || !isspace ((unsigned char)*p)))
-        {
-          if (q == '\'')
-            {
-              if (*p != '\'')
-                w[n++] = *p;
-              else
-                q = 0;
-              p++;
-            }
-          else if (*p == '\\' && p[1] != '\0')
-            {
-              w[n++] = p[1];
-              p += 2;
-            }
-          else if (q == '"')
-            {
-              if (*p != '"')
-                w[n++] = *p;
-              else
-                q = 0;
-              p++;
-            }
-          else if (*p == '"' || *p == '\'')
-            q = *p++;
-          else
-            w[n++] = *p++;
-        }
-      if (q != 0)
-        return cimg_error_set (err, EINVAL, "unterminated quote");
-      w[n] = '\0';
-      cimg_strv_append (&v, w);
-    }
-  if (v == NULL)
-    v = xzalloc (sizeof (char *));
-  *out = steal_pointer (&v);
-  return 0;
-}
-
-static char *
-join_words (char *const *w)
-{
-  size_t len = 1;
-  for (size_t i = 0; w[i]; i++)
-    len += strlen (w[i]) + 1;
-  char *s = xzalloc (len);
-  for (size_t i = 0; w[i]; i++)
-    {
-      if (i > 0)
-        strcat (s, " ");
-      strcat (s, w[i]);
-    }
-  return s;
-}
-
-/* Key/value pairs of ENV and LABEL: "k=v k2=v2" or the legacy "k v…" (one pair, the rest of
-   the line is the value). Returns a JSON object of the pairs in order. */
-static json_t *
-parse_pairs (const char *args, const char *instr, cimg_error_t *err)
-{
-  cleanup_strv char **w = NULL;
-  if (split_words (args, &w, err) < 0)
-    return NULL;
-  cleanup_json json_t *pairs = json_object ();
-  if (w[0] != NULL && strchr (w[0], '=') == NULL)
-    {
-      if (w[1] == NULL)
-        {
-          cimg_error_set (err, EINVAL, "%s must have two arguments", instr);
-          return NULL;
-        }
-      cleanup_free char *val = join_words (w + 1);
-      json_object_set_new (pairs, w[0], json_string (val));
-      return steal_pointer (&pairs);
-    }
-  for (size_t i = 0; w[i]; i++)
-    {
-      char *eq = strchr (w[i], '=');
-      if (eq == NULL || eq == w[i])
-        {
-          cimg_error_set (err, EINVAL, "%s: \"%s\" is not of the form key=value", instr, w[i]);
-          return NULL;
-        }
-      *eq = '\0';
-      json_object_set_new (pairs, w[i], json_string (eq + 1));
-    }
-  return steal_pointer (&pairs);
-}
-
-/* CMD/ENTRYPOINT: a JSON array of strings (exec form), else the shell form. */
-static json_t *
-parse_command (const char *args)
-{
-  if (args[0] == '[')
-    {
-      json_t *j = json_loads (args, JSON_DECODE_ANY, NULL);
-      bool ok = json_is_array (j);
-      size_t i;
-      json_t *v;
-      json_array_foreach (j, i, v) if (!json_is_string (v)) ok = false;
-      if (ok)
-        return j;
-      json_decref (j);
-    }
-  return json_pack ("[s, s, s]", "/bin/sh", "-c", args);
-}
-
-static json_t *
-object_field (json_t *obj, const char *key)
-{
-  json_t *o = json_object_get (obj, key);
-  if (!json_is_object (o))
-    {
-      o = json_object ();
-      json_object_set_new (obj, key, o);
-    }
-  return o;
-}
-
-static void
-set_env (json_t *cc, const char *key, const char *val)
-{
-  json_t *env = json_object_get (cc, "Env");
-  if (!json_is_array (env))
-    {
-      env = json_array ();
-      json_object_set_new (cc, "Env", env);
-    }
-  cleanup_free char *kv = xasprintf ("%s=%s", key, val);
-  size_t klen = strlen (key);
-  size_t i;
-  json_t *v;
-  json_array_foreach (env, i, v)
-  {
-    const char *s = json_string_value (v);
-    if (s && strncmp (s, key, klen) == 0 && s[klen] == '=')
-      {
-        json_array_set_new (env, i, json_string (kv));
-        return;
-      }
-  }
-  json_array_append_new (env, json_string (kv));
-}
-
-/* "80", "80/udp", "8000-8010/tcp" as EXPOSE takes them; the protocol defaults to tcp. */
-static char *
-port_key (const char *p)
-{
-  const char *s = p;
-  size_t digits = strspn (s, "0123456789");
-  if (digits == 0 || digits > 5)
-    return NULL;
-  s += digits;
-  if (*s == '-')
-    {
-      size_t d2 = strspn (s + 1, "0123456789");
-      if (d2 == 0 || d2 > 5)
-        return NULL;
-      s += 1 + d2;
-    }
-  size_t numlen = (size_t)(s - p);
-  if (*s == '\0')
-    return xasprintf ("%.*s/tcp", (int)numlen, p);
-  if (*s != '/')
-    return NULL;
-  s++;
-  if (strcasecmp (s, "tcp") != 0 && strcasecmp (s, "udp") != 0 && strcasecmp (s, "sctp") != 0)
-    return NULL;
-  cleanup_free char *proto = xstrdup (s);
-  for (char *c = proto; *c; c++)
-    *c = (char)tolower ((unsigned char)*c);
-  return xasprintf ("%.*s/%s", (int)numlen, p, proto);
-}
-
-/* Apply one `docker import --change` line ("ENV A=b", "CMD [\"sh\"]", …) to the container
-   config cc. */
-static int
-apply_change (json_t *cc, const char *line, cimg_error_t *err)
-{
-  const char *p = line;
-  while (isspace ((unsigned char)*p))
-    p++;
-  size_t klen = 0;
-  while (p[klen] != '\0' && !isspace ((unsigned char)p[klen]))
-    klen++;
-  cleanup_free char *instr = xstrndup (p, klen);
-  for (char *c = instr; *c; c++)
-    *c = (char)toupper ((unsigned char)*c);
-  const char *a = p + klen;
-  while (isspace ((unsigned char)*a))
-    a++;
-  cleanup_free char *args = xstrdup (a);
-  size_t alen = strlen (args);
-  while (alen > 0 && isspace ((unsigned char)args[alen - 1]))
-    args[--alen] = '\0';
-
-  static const char *const known[] = { "CMD",    "ENTRYPOINT", "ENV",        "WORKDIR", "USER",
-                                       "EXPOSE", "LABEL",      "STOPSIGNAL", "VOLUME" };
-  bool ok = false;
-  for (size_t i = 0; i < ARRAY_SIZE (known); i++)
-    if (strcmp (instr, known[i]) == 0)
-      ok = true;
-  if (!ok)
-    return cimg_error_set (err, EINVAL, "%s is not a valid change command",
-                           *instr ? instr : "\"\"");
-  if (alen == 0)
-    return cimg_error_set (err, EINVAL, "%s requires at least one argument", instr);
-
-  if (strcmp (instr, "CMD") == 0)
-    json_object_set_new (cc, "Cmd", parse_command (args));
-  else if (strcmp (instr, "ENTRYPOINT") == 0)
-    json_object_set_new (cc, "Entrypoint", parse_command (args));
-  else if (strcmp (instr, "ENV") == 0 || strcmp (instr, "LABEL") == 0)
-    {
-      cleanup_json json_t *pairs = parse_pairs (args, instr, err);
-      if (pairs == NULL)
-        return -1;
-      const char *k;
-      json_t *v;
-      json_t *labels = instr[0] == 'L' ? object_field (cc, "Labels") : NULL;
-      json_object_foreach (pairs, k, v)
-      {
-        if (labels)
-          json_object_set (labels, k, v);
-        else
-          set_env (cc, k, json_string_value (v));
-      }
-    }
-  else if (strcmp (instr, "WORKDIR") == 0)
-    {
-      /* As in a Dockerfile, a relative WORKDIR continues the previous one. */
-      const char *prev = cimg_json_str (cc, "WorkingDir");
-      cleanup_free char *wd = args[0] == '/' ? xstrdup (args)
-                              : prev != NULL ? xasprintf ("%s/%s", prev, args)
-                                             : xasprintf ("/%s", args);
-      json_object_set_new (cc, "WorkingDir", json_string (wd));
-    }
-  else if (strcmp (instr, "USER") == 0)
-    json_object_set_new (cc, "User", json_string (args));
-  else if (strcmp (instr, "STOPSIGNAL") == 0)
-    json_object_set_new (cc, "StopSignal", json_string (args));
-  else if (strcmp (instr, "EXPOSE") == 0)
-    {
-      cleanup_strv char **w = NULL;
-      if (split_words (args, &w, err) < 0)
-        return -1;
-      json_t *ports = object_field (cc, "ExposedPorts");
-      for (size_t i = 0; w[i]; i++)
-        {
-          cleanup_free char *key = port_key (w[i]);
-          if (key == NULL)
-            return cimg_error_set (err, EINVAL, "EXPOSE: invalid port \"%s\"", w[i]);
-          json_object_set_new (ports, key, json_object ());
-        }
-    }
-  else /* VOLUME */
-    {
-      cleanup_json json_t *arr = args[0] == '[' ? json_loads (args, JSON_DECODE_ANY, NULL) : NULL;
-      cleanup_strv char **w = NULL;
-      if (json_is_array (arr))
-        {
-          size_t i;
-          json_t *v;
-          json_array_foreach (arr, i, v)
-          {
-            if (!json_is_string (v))
-              return cimg_error_set (err, EINVAL, "VOLUME: not an array of strings");
-            cimg_strv_append (&w, json_string_value (v));
-          }
-        }
-      else if (split_words (args, &w, err) < 0)
-        return -1;
-      json_t *vols = object_field (cc, "Volumes");
-      for (size_t i = 0; w && w[i]; i++)
-        {
-          if (w[i][0] == '\0')
-            return cimg_error_set (err, EINVAL, "VOLUME: empty path");
-          json_object_set_new (vols, w[i], json_object ());
-        }
-    }
-  return 0;
-}
-
 /* Push the fd's bytes into the sink, decompressed by libarchive's filters (gzip, bzip2, xz,
    lzma, zstd — what docker import accepts; the sink's own inflater knows only gzip and zstd).
    The layer is therefore kept as its plain tar, whose digest is its diff_id, as Docker keeps an
@@ -452,7 +152,7 @@ pump_decompressed (int fd, struct cimg_layer_sink *k, cimg_error_t *err)
 }
 
 static int
-do_import (struct cimg_store *s, int fd, const char *tag, const char *message, char *const *changes,
+do_import (struct cimg_store *s, int fd, const char *tag, const char *message, json_t *container,
            char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
 {
   /* Everything that can be refused without reading the input is refused first. */
@@ -464,10 +164,9 @@ do_import (struct cimg_store *s, int fd, const char *tag, const char *message, c
       if (r->digest != NULL)
         return cimg_error_set (err, EINVAL, "tag \"%s\": a digest reference cannot be a tag", tag);
     }
-  cleanup_json json_t *cc = json_object ();
-  for (size_t i = 0; changes && changes[i]; i++)
-    if (apply_change (cc, changes[i], err) < 0)
-      return cimg_error_wrap (err, "change \"%s\"", changes[i]);
+  if (container != NULL && !json_is_object (container))
+    return cimg_error_set (err, EINVAL, "import: the container config is not an object");
+  cleanup_json json_t *cc = container ? json_deep_copy (container) : json_object ();
   /* Without a PATH the runtime's exec would find nothing; Docker's import gives the same
      default, and a PATH set by --change wins. */
   bool has_path = false;
@@ -538,12 +237,12 @@ do_import (struct cimg_store *s, int fd, const char *tag, const char *message, c
 
 int
 cimg_store_import (struct cimg_store *s, int fd, const char *tag, const char *message,
-                   char *const *changes, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+                   json_t *config, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
 {
   bool took;
   if (lock_if_needed (s, &took, err) < 0)
     return -1;
-  int rc = do_import (s, fd, tag, message, changes, id_out, err);
+  int rc = do_import (s, fd, tag, message, config, id_out, err);
   if (took)
     cimg_store_unlock (s);
   return rc;
@@ -775,7 +474,7 @@ save_one (struct save_ctx *c, struct save_image *si, cimg_error_t *err)
       cleanup_free char *fs = cimg_ref_familiar_string (si->tags[t]);
       cleanup_free char *fname = cimg_ref_familiar_name (r);
       json_array_append_new (familiar, json_string (fs));
-      json_object_set_new (object_field (c->repos, fname), r->tag,
+      json_object_set_new (cimg_json_object_field (c->repos, fname), r->tag,
                            json_string (cimg_digest_hex (img->id)));
       json_array_append_new (
           c->index, json_pack ("{s:s, s:s, s:I, s:{s:s, s:s}}", "mediaType", MT_OCI_MANIFEST,

@@ -254,10 +254,12 @@ int cimg_store_df (struct cimg_store *s, struct cimg_df *df, cimg_error_t *err);
 
 /* ---------------------------------------------------------------- archives */
 
-/* docker import: a root filesystem tar (plain or compressed) becomes a one-layer image. changes
-   (may be NULL) are Dockerfile-style config changes (CMD, ENV, …). */
+/* docker import: a root filesystem tar (plain or compressed) becomes a one-layer image. config
+   (may be NULL: empty) is its container config ("config" of the image config), --change lines
+   already applied by the caller (cimg_config_apply_changes, build/change.h); a default PATH is
+   added to its Env when it sets none. */
 int cimg_store_import (struct cimg_store *s, int fd, const char *tag, const char *message,
-                       char *const *changes, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
+                       json_t *config, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
 /* docker save: writes a tar to fd holding docker-archive (manifest.json, repositories) and an
    OCI layout (oci-layout, index.json, blobs/sha256/…) for the named images. */
 int cimg_store_save (struct cimg_store *s, char *const *names, int fd, cimg_error_t *err);

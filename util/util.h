@@ -140,6 +140,18 @@ int cimg_json_save_at (int dirfd, const char *name, json_t *j, cimg_error_t *err
 /* Accessors that return NULL/0 for a missing or mistyped field. */
 const char *cimg_json_str (json_t *obj, const char *key);
 int64_t cimg_json_int (json_t *obj, const char *key);
+/* obj[key] as an object, created (replacing a value of another type) when it is not one. The
+   reference is borrowed from obj. */
+json_t *cimg_json_object_field (json_t *obj, const char *key);
+/* A JSON array of the strings of v (NULL: an empty array); a new reference. */
+json_t *cimg_json_from_strv (char *const *v);
+/* The strings of the array a as a NULL-terminated vector, never NULL (other values and a
+   non-array give nothing). */
+char **cimg_json_to_strv (json_t *a);
+/* The key of a config's ExposedPorts for a port as EXPOSE takes it ("80", "80/UDP",
+   "8000-8010/tcp"): "80/tcp", "80/udp", "8000-8010/tcp" (protocol tcp, udp or sctp, tcp when
+   none is given), newly allocated; NULL when p is not a port. */
+char *cimg_json_port_key (const char *p);
 
 /* ---------------------------------------------------------------- digest */
 

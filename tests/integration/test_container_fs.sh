@@ -154,6 +154,8 @@ assert_eq "$(skopeo inspect --tls-verify=false "docker://$REGISTRY/fs:committed"
 images_before=$(cimg images -q | wc -l)
 expect_fail "$CIMG_ERR_CODE" cimg commit -c 'RUN touch /x' ch fs:bad
 assert_contains "$ERR" "not a valid change command" "commit -c RUN is refused"
+expect_fail "$CIMG_ERR_CODE" cimg commit -c 'SHELL ["/bin/bash", "-c"]' ch fs:bad
+assert_contains "$ERR" "SHELL is not a valid change command" "commit -c SHELL is refused, as import's"
 expect_fail "$CIMG_ERR_CODE" cimg commit -c 'EXPOSE notaport' ch fs:bad
 expect_fail "$CIMG_ERR_CODE" cimg commit ch 'fs:bad@sha256:1234'
 expect_fail "$CIMG_ERR_CODE" cimg commit no-such-container

@@ -159,6 +159,62 @@ test_open_in_root_fallback (void **state)
   open_in_root ();
 }
 
+static void
+test_json_helpers (void **state)
+{
+  (void)state;
+  /* get-or-create: an existing object is kept, a value of another type is replaced. */
+  cleanup_json json_t *o = json_pack ("{s:{s:i}, s:s}", "Labels", "a", 1, "Volumes", "x");
+  json_t *labels = cimg_json_object_field (o, "Labels");
+  assert_ptr_equal (labels, json_object_get (o, "Labels"));
+  assert_int_equal (json_object_size (labels), 1);
+  json_t *vols = cimg_json_object_field (o, "Volumes");
+  assert_true (json_is_object (vols));
+  assert_int_equal (json_object_size (vols), 0);
+  assert_ptr_equal (vols, json_object_get (o, "Volumes"));
+  json_t *ports = cimg_json_object_field (o, "ExposedPorts");
+  assert_ptr_equal (ports, json_object_get (o, "ExposedPorts"));
+
+  /* strv ↔ array, both ways; non-strings are skipped, NULL gives an empty array. */
+  char *const v[] = { (char *)"/bin/sh", (char *)"-c", (char *)"echo hi", NULL };
+  cleanup_json json_t *a = cimg_json_from_strv (v);
+  assert_int_equal (json_array_size (a), 3);
+  assert_string_equal (json_string_value (json_array_get (a, 2)), "echo hi");
+  json_array_append_new (a, json_integer (7));
+  cleanup_strv char **back = cimg_json_to_strv (a);
+  assert_int_equal (cimg_strv_len (back), 3);
+  assert_string_equal (back[0], "/bin/sh");
+  assert_string_equal (back[2], "echo hi");
+  cleanup_json json_t *empty = cimg_json_from_strv (NULL);
+  assert_int_equal (json_array_size (empty), 0);
+  cleanup_strv char **none = cimg_json_to_strv (o);
+  assert_non_null (none);
+  assert_null (none[0]);
+
+  /* Port keys as EXPOSE takes them. */
+  static const struct
+  {
+    const char *in, *out;
+  } ports_cases[] = {
+    { "80", "80/tcp" },     { "53/udp", "53/udp" },   { "8000-8010/TCP", "8000-8010/tcp" },
+    { "9/Sctp", "9/sctp" }, { "65535", "65535/tcp" }, { "", NULL },
+    { "http", NULL },       { "80/icmp", NULL },      { "123456", NULL },
+    { "80-", NULL },        { "80/", NULL },          { "80:81", NULL },
+  };
+  for (size_t i = 0; i < ARRAY_SIZE (ports_cases); i++)
+    {
+      cleanup_free char *k = cimg_json_port_key (ports_cases[i].in);
+      if (ports_cases[i].out == NULL)
+        {
+          if (k != NULL)
+            fail_msg ("port \"%s\" gave \"%s\"", ports_cases[i].in, k);
+        }
+      else if (k == NULL || strcmp (k, ports_cases[i].out) != 0)
+        fail_msg ("port \"%s\" gave \"%s\", want \"%s\"", ports_cases[i].in, k ? k : "(null)",
+                  ports_cases[i].out);
+    }
+}
+
 int
 main (void)
 {
@@ -168,6 +224,7 @@ main (void)
     cmocka_unit_test (test_human),
     cmocka_unit_test (test_open_in_root),
     cmocka_unit_test (test_open_in_root_fallback),
+    cmocka_unit_test (test_json_helpers),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
