@@ -130,6 +130,9 @@ EOF
 # ---------------------------------------------------------------- exec against nsenter
 id=${ids[0]}
 pid=$(jq -r .Pid "$ROOT/containers/$id/state.json")
+# exec opens the cgroup directories its record keeps (docs/runtime.md, exec); a record without
+# them (an older cimg's) costs a mountinfo lookup: say which path was measured.
+echo "exec: the record keeps its cgroup directories: $(jq -r 'if (.CgroupPaths | length) > 0 then "yes" else "no" end' "$ROOT/containers/$id/state.json")"
 c exec "$id" true
 nsenter -t "$pid" -m -u -i -n -p true
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$W/exec.json" \
@@ -146,8 +149,9 @@ print("  CPU (user+sys, the command and its child): cimg exec %.2f ms, nsenter %
 EOF
 # The same pair interleaved (A B A B …, posix_spawn, nothing else timed): on this shared machine
 # a load change during hyperfine's A…A B…B hits one side only; here each round's ratio sees
-# both under the same load, and the median of those ratios is the figure to trust.
-python3 - "$RUNS" "$CIMG" --root "$ROOT" exec "$id" true -- nsenter -t "$pid" -m -u -i -n -p true <<'EOF'
+# both under the same load, and the median of those ratios is the figure to trust. At least 200
+# rounds (about 2 s): with 30, two runs a minute apart differed by 0.3 on a loaded machine.
+python3 - "$((RUNS > 200 ? RUNS : 200))" "$CIMG" --root "$ROOT" exec "$id" true -- nsenter -t "$pid" -m -u -i -n -p true <<'EOF'
 import os, resource, shutil, statistics, sys, time
 runs, argv = int(sys.argv[1]), sys.argv[2:]
 cmds = [argv[:argv.index("--")], argv[argv.index("--") + 1:]]

@@ -1078,9 +1078,16 @@ cmd_exec (struct cli *c, int argc, char **argv)
       groups[0] = gid;
       n_groups = 1;
     }
+  /* The cgroup directories the record keeps (the runtime validates them): none, or anything
+     but strings, means a lookup of the cgroup mounts. */
+  cleanup_strv char **cgdirs = NULL;
+  json_array_foreach (json_object_get (ctr->state, "CgroupPaths"), i, e)
+      cimg_strv_append (&cgdirs, json_is_string (e) ? json_string_value (e) : "");
   struct cimg_exec_spec x = {
     .pid = pid,
+    .pid_ino = cimg_json_int (ctr->state, "PidIno"),
     .id = ctr->id,
+    .cgroup_dirs = cgdirs,
     .store_dirfd = cimg_store_dirfd (s),
     .process = {
       .args = argv + optind + 1,

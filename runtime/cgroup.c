@@ -29,16 +29,21 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "runtime/confine.h"
 #include "runtime/confine-internal.h"
+#include "runtime/runtime-internal.h"
 
 enum
 {
@@ -633,6 +638,10 @@ v1_set_limits (const struct cg_dir *d, const struct cimg_limits *l, cimg_error_t
   return 0;
 }
 
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
 /* ---------------------------------------------------------------- create / open */
 
 static void
@@ -1005,6 +1014,107 @@ cimg_cgroup_join_self (struct cimg_cgroup_join *j, cimg_error_t *err)
       j->tasks[i] = -1;
     }
   j->n = 0;
+  return 0;
+}
+
+char **
+cimg_cgroup_dirs (const struct cimg_cgroup *cg)
+{
+  char **v = xzalloc (sizeof (char *));
+  for (int i = 0; i < cg->n; i++)
+    cimg_strv_append (&v, cg->d[i].path);
+  return v;
+}
+
+/* A kept directory must name this container's cgroup and nothing else: absolute, no "." or
+   ".." component, no doubled or trailing slash, ending in "/cimg/<id>". What it resolves to is
+   checked on the opened fd (a cgroup file system). */
+static bool
+kept_dir_ok (const char *dir, const char *id)
+{
+  if (dir == NULL || dir[0] != '/' || strlen (dir) >= PATH_MAX)
+    return false;
+  for (const char *c = dir; *c; c++)
+    if (c[0] == '/'
+        && (c[1] == '/' || c[1] == '\0' || (c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+            || (c[1] == '.' && c[2] == '.' && (c[3] == '/' || c[3] == '\0'))))
+      return false;
+  size_t n = strlen (dir), k = strlen (id);
+  return n > k + 6 && strcmp (dir + n - k, id) == 0 && strncmp (dir + n - k - 6, "/cimg/", 6) == 0;
+}
+
+int
+cimg_cgroup_join_prepare_dirs (const char *id, char *const *dirs, struct cimg_cgroup_join *j,
+                               cimg_error_t *err)
+{
+  j->into_fd = -1;
+  j->n = 0;
+  if (!valid_id (id) || dirs == NULL || dirs[0] == NULL)
+    return cimg_error_set (err, EINVAL, "cgroup: no kept cgroup directories");
+  for (size_t i = 0; dirs[i]; i++)
+    {
+      if (!kept_dir_ok (dirs[i], id))
+        {
+          cimg_error_set (err, EINVAL, "cgroup: kept directory \"%s\" is not container %s's",
+                          dirs[i], id);
+          goto fail;
+        }
+      /* No symlink anywhere on the way (a mount point, which is what cimg keeps, is never
+         one): the path is the directory itself, on whatever file system fstatfs then tells.
+         A kernel without openat2 (before 5.6) takes the lookup. */
+      struct open_how how = { .flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+                              .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+      cleanup_close int dfd = (int)syscall (SYS_openat2, AT_FDCWD, dirs[i], &how, sizeof how);
+      struct statfs sfs;
+      if (dfd < 0 || fstatfs (dfd, &sfs) < 0)
+        {
+          cimg_error_sys (err, "cgroup: open %s", dirs[i]);
+          goto fail;
+        }
+      if (sfs.f_type == CGROUP2_SUPER_MAGIC)
+        {
+          if (j->into_fd >= 0)
+            {
+              cimg_error_set (err, EINVAL, "cgroup: two unified directories kept");
+              goto fail;
+            }
+          j->into_fd = steal_fd (&dfd);
+          continue;
+        }
+      if (sfs.f_type != CGROUP_SUPER_MAGIC)
+        {
+          cimg_error_set (err, EINVAL, "cgroup: %s is not on a cgroup file system", dirs[i]);
+          goto fail;
+        }
+      if (j->n == (int)ARRAY_SIZE (j->tasks))
+        {
+          cimg_error_set (err, E2BIG, "cgroup: too many kept directories");
+          goto fail;
+        }
+      int fd = openat (dfd, "tasks", O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0)
+        {
+          cimg_error_sys (err, "cgroup: open %s/tasks", dirs[i]);
+          goto fail;
+        }
+      j->tasks[j->n++] = fd;
+    }
+  return 0;
+fail:
+  cimg_cgroup_join_clear (j);
+  return -1;
+}
+
+int
+cimg_cgroup_join_add_pid (struct cimg_cgroup_join *j, pid_t pid, cimg_error_t *err)
+{
+  if (j->into_fd < 0)
+    return 0;
+  cleanup_close int fd = openat (j->into_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  char buf[32];
+  int len = snprintf (buf, sizeof buf, "%d", (int)pid);
+  if (fd < 0 || write (fd, buf, (size_t)len) != len)
+    return cimg_error_sys (err, "cgroup: add %d to the unified cgroup", (int)pid);
   return 0;
 }
 

@@ -1,7 +1,8 @@
-/* exec: a new process in a running container. It joins the container's namespaces (setns on
-   /proc/PID/ns/<name>, the mount namespace last: its root is the container's pivoted root) and its
-   cgroup, then confines itself as the container's process was (seccomp, user, capabilities,
-   no-new-privileges) before execve. */
+/* exec: a new process in a running container. It joins the container's namespaces (setns on a
+   pidfd of its process, or on /proc/PID/ns/<name>; the mount namespace last: its root is the
+   container's pivoted root) and its cgroup (the directories its record keeps), then confines
+   itself as the container's process was (seccomp, user, capabilities, no-new-privileges)
+   before execve. docs/runtime.md (exec) says why each step is where it is. */
 #include "runtime/runtime-internal.h"
 #include "runtime/pty.h"
 
@@ -88,15 +89,25 @@ static const struct
   { "cgroup", CLONE_NEWCGROUP }, { "mnt", CLONE_NEWNS },
 };
 
+/* With a pidfd of the container's process (Linux 5.8+), one setns joins them all at once (the
+   kernel installs the mount namespace last as well), one already shared with cimg included. */
+#define CHILD_NS_FLAGS (CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_NEWNS)
+
 static _Noreturn void
 exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filter,
-            struct cimg_cgroup_join *join, const int *nsfds, const struct winsize *ws, int sock)
+            struct cimg_cgroup_join *join, int pidfd, const int *nsfds, const struct winsize *ws,
+            int sock)
 {
   cimg_error_t err = { 0 };
   const struct cimg_spec_process *p = &x->process;
   if (cimg_cgroup_join_self (join, &err) < 0)
     xfail (sock, &err);
-  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+  if (pidfd >= 0 && setns (pidfd, CHILD_NS_FLAGS) < 0)
+    {
+      cimg_error_sys (&err, "join the container's namespaces");
+      xfail (sock, &err);
+    }
+  for (size_t i = 0; pidfd < 0 && i < ARRAY_SIZE (child_ns); i++)
     if (nsfds[i] >= 0 && setns (nsfds[i], child_ns[i].type) < 0)
       {
         cimg_error_sys (&err, "join the container's %s namespace", child_ns[i].name);
@@ -168,8 +179,18 @@ exec_child (const struct cimg_exec_spec *x, const struct cimg_seccomp_prog *filt
     }
   if (!x->detach)
     prctl (PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  for (int sig = 1; sig < NSIG; sig++)
-    if (sig != SIGKILL && sig != SIGSTOP)
+  /* The signals ignored in cimg, found by cimg while this process set itself up (send_ignored):
+     they are all execve keeps of cimg's dispositions. Nothing comes when cimg is gone or
+     could not put this process in the container's cgroup: then it must not run. */
+  uint64_t ignored = 0;
+  ssize_t got;
+  do
+    got = recv (sock, &ignored, sizeof ignored, 0);
+  while (got < 0 && errno == EINTR);
+  if (got != (ssize_t)sizeof ignored)
+    _exit (1);
+  for (int sig = 1; sig <= 64 && ignored; sig++)
+    if (ignored & (1ULL << (sig - 1)))
       signal (sig, SIG_DFL);
   sigset_t none;
   sigemptyset (&none);
@@ -300,6 +321,26 @@ pty_loop (int master, pid_t pid, bool stdin_open, int *status)
   cimg_pty_raw_end (&raw);
 }
 
+/* The signals cimg ignores (bit sig-1), for the child to reset before execve: a handler is reset
+   by execve itself, SIG_IGN is inherited, and the exec'd process must start with the default
+   dispositions whatever cimg's caller ignored (nohup's SIGHUP, a Python parent's SIGPIPE), as
+   Docker's does. Querying costs a syscall per signal, like resetting: done here, in cimg, while
+   the child joins the container, instead of 62 resets on the child's way to execve. */
+static void
+send_ignored (int sock)
+{
+  uint64_t ignored = 0;
+  for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+    {
+      struct sigaction o;
+      if (sig != SIGKILL && sig != SIGSTOP && sigaction (sig, NULL, &o) == 0
+          && o.sa_handler == SIG_IGN)
+        ignored |= 1ULL << (sig - 1);
+    }
+  while (send (sock, &ignored, sizeof ignored, MSG_NOSIGNAL) < 0 && errno == EINTR)
+    ;
+}
+
 static volatile sig_atomic_t exec_child_pid;
 
 static void
@@ -309,33 +350,18 @@ forward (int sig)
     kill ((pid_t)exec_child_pid, sig);
 }
 
-int
-cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, cimg_error_t *err)
+/* Without setns on a pidfd: the container's namespace files, opened while its /proc/PID is
+   reachable, and its PID namespace. */
+static int
+open_ns_files (pid_t target, int *nsfds, int *pidns, cimg_error_t *err)
 {
-  memset (res, 0, sizeof *res);
-  if (x->process.args == NULL || x->process.args[0] == NULL)
-    return cimg_error_set (err, EINVAL, "no command specified");
-
-  int nsfds[ARRAY_SIZE (child_ns)];
-  int pidns = -1, ownpidns = -1, ret = -1;
-  int sv[2] = { -1, -1 };
-  int master = -1;
-  struct cimg_cgroup_join join = { .into_fd = -1 };
-  struct cimg_cgroup *cg = NULL;
-  cleanup_seccomp_prog struct cimg_seccomp_prog *filter = NULL;
-  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
-    nsfds[i] = -1;
-
   char path[64];
   for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
     {
-      snprintf (path, sizeof path, "/proc/%d/ns/%s", (int)x->pid, child_ns[i].name);
+      snprintf (path, sizeof path, "/proc/%d/ns/%s", (int)target, child_ns[i].name);
       nsfds[i] = open (path, O_RDONLY | O_CLOEXEC);
       if (nsfds[i] < 0)
-        {
-          cimg_error_sys (err, "open %s", path);
-          goto out;
-        }
+        return cimg_error_sys (err, "open %s", path);
       /* A namespace the container shares with cimg (the host's network, v1's cgroup
          namespace) needs no setns. */
       snprintf (path, sizeof path, "/proc/self/ns/%s", child_ns[i].name);
@@ -347,22 +373,63 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
           nsfds[i] = -1;
         }
     }
-  snprintf (path, sizeof path, "/proc/%d/ns/pid", (int)x->pid);
-  pidns = open (path, O_RDONLY | O_CLOEXEC);
-  if (pidns < 0)
+  snprintf (path, sizeof path, "/proc/%d/ns/pid", (int)target);
+  *pidns = open (path, O_RDONLY | O_CLOEXEC);
+  if (*pidns < 0)
+    return cimg_error_sys (err, "open %s", path);
+  return 0;
+}
+
+int
+cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, cimg_error_t *err)
+{
+  memset (res, 0, sizeof *res);
+  if (x->process.args == NULL || x->process.args[0] == NULL)
+    return cimg_error_set (err, EINVAL, "no command specified");
+
+  int nsfds[ARRAY_SIZE (child_ns)];
+  /* pidns: a pidfd of the container's process, or (by_pidfd false) its /proc/PID/ns/pid;
+     ownpidns: the same of cimg itself. */
+  int pidns = -1, ownpidns = -1, ret = -1;
+  int sv[2] = { -1, -1 };
+  int master = -1;
+  struct cimg_cgroup_join join = { .into_fd = -1 };
+  cleanup_seccomp_prog struct cimg_seccomp_prog *filter = NULL;
+  for (size_t i = 0; i < ARRAY_SIZE (child_ns); i++)
+    nsfds[i] = -1;
+
+  /* A pidfd names the container's process for good (a PID could be reused meanwhile) and
+     spares a dozen lookups of /proc/PID/ns/ and /proc/self/ns/ magic links; where setns does
+     not take one (before Linux 5.8), the namespace files below. */
+  pidns = (int)syscall (SYS_pidfd_open, x->pid, 0);
+  bool by_pidfd = pidns >= 0;
+  struct stat pst;
+  if (by_pidfd && x->pid_ino > 0 && fstat (pidns, &pst) == 0 && (int64_t)pst.st_ino != x->pid_ino)
     {
-      cimg_error_sys (err, "open %s", path);
+      cimg_error_set (err, ESRCH, "the container's process %d has exited", (int)x->pid);
       goto out;
     }
+  if (!by_pidfd && open_ns_files (x->pid, nsfds, &pidns, err) < 0)
+    goto out;
   struct winsize ws = { 0 };
   if (x->process.tty && !x->detach)
     cimg_pty_caller_winsize (x->process.rows, x->process.cols, &ws);
   if (x->seccomp
       && cimg_seccomp_prepare_for (x->store_dirfd, x->seccomp_profile, x->caps, &filter, err) < 0)
     goto out;
-  cg = cimg_cgroup_open (x->id, err);
-  if (cg == NULL || cimg_cgroup_join_prepare (cg, &join, err) < 0)
-    goto out;
+  /* The directories kept in the record; without them (a container started by an older cimg),
+     or when they do not hold up, the lookup through /proc/self/mountinfo. */
+  cimg_error_t kept_err = { 0 };
+  if (x->cgroup_dirs == NULL
+      || cimg_cgroup_join_prepare_dirs (x->id, x->cgroup_dirs, &join, &kept_err) < 0)
+    {
+      cimg_error_clear (&kept_err);
+      struct cimg_cgroup *cg = cimg_cgroup_open (x->id, err);
+      int r = cg ? cimg_cgroup_join_prepare (cg, &join, err) : -1;
+      cimg_cgroup_free (cg);
+      if (r < 0)
+        goto out;
+    }
   if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
     {
       cimg_error_sys (err, "socketpair");
@@ -370,10 +437,11 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
     }
   /* cimg's own later children are born in the container's PID namespace; cimg stays where it
      is. */
-  ownpidns = open ("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  ownpidns = by_pidfd ? (int)syscall (SYS_pidfd_open, getpid (), 0)
+                      : open ("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   if (ownpidns < 0)
     {
-      cimg_error_sys (err, "open /proc/self/ns/pid");
+      cimg_error_sys (err, "open cimg's own PID namespace");
       goto out;
     }
   /* Until it execs, the child is a copy of cimg inside the container's PID namespace: a
@@ -384,7 +452,25 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
       cimg_error_sys (err, "prctl PR_SET_DUMPABLE");
       goto out;
     }
-  if (setns (pidns, CLONE_NEWPID) < 0)
+  int joined = setns (pidns, CLONE_NEWPID);
+  if (joined < 0 && by_pidfd && errno == EINVAL)
+    {
+      /* A kernel with pidfds but without setns on them (before 5.8). */
+      close (pidns);
+      close (ownpidns);
+      pidns = ownpidns = -1;
+      by_pidfd = false;
+      if (open_ns_files (x->pid, nsfds, &pidns, err) < 0)
+        goto out;
+      ownpidns = open ("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+      if (ownpidns < 0)
+        {
+          cimg_error_sys (err, "open /proc/self/ns/pid");
+          goto out;
+        }
+      joined = setns (pidns, CLONE_NEWPID);
+    }
+  if (joined < 0)
     {
       cimg_error_sys (err, "join the container's PID namespace");
       goto out;
@@ -413,7 +499,7 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   if (pid == 0)
     {
       close (sv[0]);
-      exec_child (x, filter, &join, nsfds, &ws, sv[1]);
+      exec_child (x, filter, &join, by_pidfd ? pidns : -1, nsfds, &ws, sv[1]);
     }
   /* Back to cimg's own: a later child of cimg (LeakSanitizer's tracer at exit, say) must not
      be born in the container. */
@@ -426,6 +512,18 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
     }
   close (sv[1]);
   sv[1] = -1;
+  /* Into the unified cgroup where clone3 could not put it, and then (before the forwarding
+     handlers below) the dispositions it inherited: the child waits for them before it runs
+     anything of the caller's. */
+  if (!into && cimg_cgroup_join_add_pid (&join, pid, err) < 0)
+    {
+      kill (pid, SIGKILL);
+      while (waitpid (pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+      goto out;
+    }
+  /* A child that failed its setup has closed its end: its error waits in the socket. */
+  send_ignored (sv[0]);
   exec_child_pid = pid;
   struct sigaction sa = { .sa_handler = forward }, old[6];
   static const int fw[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -433,12 +531,6 @@ cimg_runtime_exec (const struct cimg_exec_spec *x, struct cimg_run_result *res, 
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < ARRAY_SIZE (fw); i++)
     sigaction (fw[i], &sa, &old[i]);
-  if (join.into_fd >= 0 && !into && cimg_cgroup_add_pid (cg, pid, err) < 0)
-    {
-      kill (pid, SIGKILL);
-      waitpid (pid, NULL, 0);
-      goto restore;
-    }
   /* Without a pty or -d nothing from the child is needed while it runs: wait for it first, then
      read what it said (its messages stay in the socket). cimg then sleeps once, as nsenter does,
      instead of waking at its READY, at the EOF of its execve and at its exit: on a loaded
@@ -530,6 +622,5 @@ out:
   if (master >= 0)
     close (master);
   cimg_cgroup_join_clear (&join);
-  cimg_cgroup_free (cg);
   return ret;
 }

@@ -23,4 +23,21 @@ int cimg_child_exec_command (const struct cimg_spec_process *p, char *msg, size_
 /* setgroups, setgid, setuid to p's (keeping the permitted capabilities for cimg_caps_apply). */
 int cimg_child_switch_user (const struct cimg_spec_process *p, cimg_error_t *err);
 
+/* In cimg, not the container's process: a container's cgroup directories, kept in its record
+   when it starts (cimg_container_note_cgroups) so that exec opens them without reading
+   /proc/self/mountinfo. cimg_cgroup_dirs: one per hierarchy cg has (v1 and unified), as
+   absolute paths, a NULL-terminated vector that is the caller's. */
+char **cimg_cgroup_dirs (const struct cimg_cgroup *cg);
+/* cimg_cgroup_join_prepare from kept directories: each must be absolute, without "." or ".."
+   components, end in "/cimg/<id>", and open (openat2 RESOLVE_NO_SYMLINKS, O_DIRECTORY) to a
+   directory of a cgroup (v1: its tasks file is opened) or cgroup2 file system (the into_fd),
+   at most one of the latter. The set is trusted to be complete. -1 with err, *j
+   holding nothing, when one is not (or cannot be opened): the caller then takes
+   cimg_cgroup_open's lookup instead. */
+int cimg_cgroup_join_prepare_dirs (const char *id, char *const *dirs, struct cimg_cgroup_join *j,
+                                   cimg_error_t *err);
+/* Write pid to the cgroup.procs of j's unified directory (a kernel without clone3's
+   CLONE_INTO_CGROUP); 0 when j has none. */
+int cimg_cgroup_join_add_pid (struct cimg_cgroup_join *j, pid_t pid, cimg_error_t *err);
+
 #endif

@@ -149,8 +149,12 @@ int cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_r
 struct cimg_exec_spec
 {
   pid_t pid;       /* the container's process (its PID 1), in the caller's PID namespace */
+  int64_t pid_ino; /* the inode of its pidfd (pidfs, Linux 6.9+) as recorded; 0: unknown */
   const char *id;  /* the container's ID: its cgroup */
-  int store_dirfd; /* for the compiled seccomp profile's cache; -1: none */
+  /* The container's cgroup directories as its record keeps them (state.json's CgroupPaths,
+     validated before use); NULL: found from the cgroup mounts. */
+  char *const *cgroup_dirs;
+  int store_dirfd;                  /* for the compiled seccomp profile's cache; -1: none */
   struct cimg_spec_process process; /* tty: a pty of the container's devpts */
   char *const *caps;
   bool seccomp;

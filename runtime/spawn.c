@@ -2,6 +2,7 @@
    parent's wait loop (signals, pty). See docs/runtime.md for why each step is where it is. */
 #include "runtime/runtime-internal.h"
 #include "runtime/pty.h"
+#include "store/container.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -552,6 +553,13 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
       cimg_cgroup_free (cg);
       return -1;
     }
+
+  /* For the record (state.json's CgroupPaths, written when the container runs): exec opens these
+     instead of finding the cgroup mounts in /proc/self/mountinfo each time. */
+  {
+    cleanup_strv char **dirs = cimg_cgroup_dirs (cg);
+    cimg_container_note_cgroups (spec->id, dirs);
+  }
 
   int ret = -1;
   pid_t pid = -1;

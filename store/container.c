@@ -1012,7 +1012,8 @@ save_state (struct cimg_store *s, struct cimg_container *c, json_t *st, cimg_err
 /* The state on disk (under the lock) with fields set over it: keys the caller does not set
    (RestartCount, MonitorPid, …) are kept. */
 static int
-merge_state (struct cimg_store *s, struct cimg_container *c, json_t *fields, cimg_error_t *err)
+merge_state (struct cimg_store *s, struct cimg_container *c, json_t *fields, const char *drop,
+             cimg_error_t *err)
 {
   cleanup_free char *sp = xasprintf ("containers/%s/state.json", c->id);
   cimg_error_t e = { 0 };
@@ -1024,7 +1025,31 @@ merge_state (struct cimg_store *s, struct cimg_container *c, json_t *fields, cim
       st = json_object ();
     }
   json_object_update (st, fields);
+  if (drop)
+    json_object_del (st, drop);
   return save_state (s, c, st, err);
+}
+
+/* The cgroup directories the runtime made for a container, noted in the process that spawns it
+   (cimg run, the monitor) until its state says running: one container per process at a
+   time. */
+static struct
+{
+  char id[65];
+  char **dirs;
+} noted;
+
+void
+cimg_container_note_cgroups (const char *id, char *const *dirs)
+{
+  cimg_strv_free (noted.dirs);
+  noted.dirs = NULL;
+  noted.id[0] = '\0';
+  if (id == NULL || dirs == NULL || strlen (id) != 64)
+    return;
+  snprintf (noted.id, sizeof noted.id, "%s", id);
+  for (size_t i = 0; dirs[i]; i++)
+    cimg_strv_append (&noted.dirs, dirs[i]);
 }
 
 int
@@ -1041,7 +1066,16 @@ cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_
       "{s:s, s:i, s:I, s:I, s:i, s:s, s:s, s:b, s:b}", "Status", "running", "Pid", (int)pid,
       "PidStart", (json_int_t)pid_start_time (pid), "PidIno", (json_int_t)pid_ino (pid), "ExitCode",
       0, "StartedAt", now, "FinishedAt", "0001-01-01T00:00:00Z", "OOMKilled", 0, "Restarting", 0);
-  return merge_state (s, c, st, err);
+  /* Kept only from a note of this very start: one of an earlier run is dropped. */
+  bool have = noted.dirs != NULL && strcmp (noted.id, c->id) == 0;
+  if (have)
+    {
+      json_t *a = json_array ();
+      for (size_t i = 0; noted.dirs[i]; i++)
+        json_array_append_new (a, json_string (noted.dirs[i]));
+      json_object_set_new (st, "CgroupPaths", a);
+    }
+  return merge_state (s, c, st, have ? NULL : "CgroupPaths", err);
 }
 
 int
@@ -1056,7 +1090,7 @@ cimg_container_set_exited (struct cimg_store *s, struct cimg_container *c, int e
   cleanup_json json_t *st
       = json_pack ("{s:s, s:i, s:i, s:s, s:b}", "Status", "exited", "Pid", 0, "ExitCode", exit_code,
                    "FinishedAt", now, "OOMKilled", oom_killed);
-  return merge_state (s, c, st, err);
+  return merge_state (s, c, st, NULL, err);
 }
 
 int
@@ -1066,7 +1100,7 @@ cimg_container_update_state (struct cimg_store *s, struct cimg_container *c, jso
   cleanup_close int lk = cimg_container_lock (s, c, err);
   if (lk < 0)
     return -1;
-  return merge_state (s, c, fields, err);
+  return merge_state (s, c, fields, NULL, err);
 }
 
 int64_t

@@ -215,6 +215,37 @@ expect_ok cimg exec box sh -c 'grep NoNewPrivs /proc/self/status'
 assert_eq "$(awk '{print $2}' <<<"$OUT")" "0" "exec: no_new_privs as the container (off)"
 expect_ok cimg exec box cat /proc/self/cgroup
 assert_contains "$OUT" "/cimg/$bid" "exec: in the container's cgroup"
+# Every hierarchy, as the container's own process: its cgroup file and the exec'd one's, seen
+# from the same (the container's) cgroup namespace.
+exec_cgroups() {
+  expect_ok cimg exec box sh -c 'cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup'
+  assert_eq "$(sed -n '/^---$/q;p' <<<"$OUT")" "$(sed '1,/^---$/d' <<<"$OUT")" "$1"
+}
+exec_cgroups "exec: in every cgroup of the container's process (kept directories)"
+state=$CIMG_ROOT/containers/$bid/state.json
+assert_eq "$(jq -r '.CgroupPaths | map(select(endswith("/cimg/'"$bid"'"))) | length > 0' "$state")" \
+  true "the record keeps the container's cgroup directories"
+one=$(jq -r '.CgroupPaths[0]' "$state")
+set_paths() { jq "$@" "$state" >"$state.new" && mv "$state.new" "$state"; }
+# A record without them (a container started by an older cimg): the cgroup mounts are looked up.
+set_paths 'del(.CgroupPaths)'
+exec_cgroups "exec without kept directories: every cgroup of the container's process"
+# Kept directories that are not plainly the container's cgroups are not trusted (the lookup
+# is): a directory elsewhere, one of its cgroups reached through a symlink or through "..".
+# Each alone would leave the exec'd process out of the container's other cgroups.
+mkdir -p "$TEST_TMP/fake/cimg/$bid"
+ln -sfn "${one%/cimg/*}" "$TEST_TMP/cglink"
+for bad in "$TEST_TMP/fake/cimg/$bid" "$TEST_TMP/cglink/cimg/$bid" \
+  "${one%/cimg/*}/../$(basename "${one%/cimg/*}")/cimg/$bid"; do
+  set_paths --arg p "$bad" '.CgroupPaths = [$p]'
+  exec_cgroups "exec with a kept directory $bad: every cgroup of the container's process"
+done
+set_paths '.CgroupPaths = [1, null]'
+exec_cgroups "exec with kept directories that are not strings: every cgroup of the container's process"
+# Dispositions the caller ignores do not reach the exec'd process (nohup's SIGHUP, SIGPIPE).
+OUT=$(trap '' HUP PIPE && "$CIMG" --root "$CIMG_ROOT" exec box grep SigIgn /proc/self/status)
+assert_eq "$(($(printf '0x%s' "$(awk '{print $2}' <<<"$OUT")") & 0x1001))" 0 \
+  "exec: SIGHUP and SIGPIPE ignored by the caller are default in the process ($OUT)"
 expect_ok cimg exec box ls /sys/class/net
 assert_eq "$OUT" "lo" "exec: the container's network namespace"
 expect_rc 1 cimg exec box unshare -U true

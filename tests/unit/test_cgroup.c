@@ -21,6 +21,7 @@
 
 #include "runtime/confine.h"
 #include "runtime/confine-internal.h"
+#include "runtime/runtime-internal.h"
 
 #define MIB (INT64_C (1) << 20)
 #define MAX_KIDS 4
@@ -540,6 +541,133 @@ test_join_self (void **state)
   cimg_cgroup_free (cg);
 }
 
+/* exec's way in: the directories kept in a container's record (cimg_cgroup_dirs), opened
+   without the mount lookup, are the ones the test finds from mountinfo; a process joins them
+   (the unified one through cimg_cgroup_join_add_pid, the v1 ones by itself); and kept
+   directories that are not plainly this container's cgroups are refused, leaving nothing
+   open. */
+static void
+test_join_kept_dirs (void **state)
+{
+  skip_unless_root ();
+  struct fixture *f = *state;
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
+  if (cg == NULL)
+    fail_msg ("create: %s", err.msg);
+  if (cimg_cgroup_set_devices (cg, NULL, 0, &err) < 0)
+    fail_msg ("devices: %s", err.msg);
+  cleanup_strv char **dirs = cimg_cgroup_dirs (cg);
+  cimg_cgroup_free (cg);
+  assert_non_null (dirs);
+  static const char *const ctls[] = { "memory", "pids", "freezer", "devices" };
+  size_t n_v1 = 0;
+  for (size_t i = 0; dirs[i]; i++)
+    if (!exists (dirs[i], NULL))
+      fail_msg ("kept %s does not exist", dirs[i]);
+  cleanup_free char *unified = cg_dir (f, NULL);
+  if (v1_layout (f))
+    for (size_t i = 0; i < ARRAY_SIZE (ctls); i++)
+      {
+        cleanup_free char *want = cg_dir (f, ctls[i]);
+        if (want == NULL)
+          continue;
+        n_v1++;
+        assert_true (cimg_strv_contains (dirs, want));
+      }
+  if (unified && strcmp (cimg_cgroup_mode (), "v1") != 0)
+    assert_true (cimg_strv_contains (dirs, unified));
+
+  struct cimg_cgroup_join j = { .into_fd = -1 };
+  if (cimg_cgroup_join_prepare_dirs (f->id, dirs, &j, &err) < 0)
+    fail_msg ("join_prepare_dirs: %s", err.msg);
+  assert_int_equal (j.into_fd >= 0, strcmp (cimg_cgroup_mode (), "v1") != 0);
+  assert_true ((size_t)j.n >= n_v1);
+  assert_int_equal ((size_t)j.n + (j.into_fd >= 0), cimg_strv_len (dirs));
+  pid_t pid = fork ();
+  assert_true (pid >= 0);
+  if (pid == 0)
+    {
+      char c;
+      if (read (f->go[0], &c, 1) != 1)
+        _exit (2);
+      cimg_error_t cerr = { 0 };
+      char r = cimg_cgroup_join_self (&j, &cerr) == 0 ? 'y' : 'n';
+      if (write (f->done[1], &r, 1) != 1)
+        _exit (4);
+      for (;;)
+        pause ();
+    }
+  f->kids[f->nkids++] = pid;
+  if (cimg_cgroup_join_add_pid (&j, pid, &err) < 0)
+    fail_msg ("join_add_pid: %s", err.msg);
+  cimg_cgroup_join_clear (&j);
+  char r;
+  assert_int_equal (write (f->go[1], "g", 1), 1);
+  assert_int_equal (read (f->done[0], &r, 1), 1);
+  assert_int_equal (r, 'y');
+  cleanup_free char *proc_name = xasprintf ("%d/cgroup", (int)pid);
+  cleanup_free char *proc_cg = read_file ("/proc", proc_name);
+  for (size_t i = 0; v1_layout (f) && i < ARRAY_SIZE (ctls); i++)
+    {
+      cleanup_free char *mnt = mount_of (ctls[i]);
+      cleanup_free char *want = xasprintf (":%s:/cimg/%s\n", ctls[i], f->id);
+      if (mnt && strstr (proc_cg, want) == NULL)
+        fail_msg ("not in %s/cimg/%s: %s", ctls[i], f->id, proc_cg);
+    }
+  if (strcmp (cimg_cgroup_mode (), "v1") != 0)
+    {
+      cleanup_free char *want = xasprintf ("0::/cimg/%s", f->id);
+      assert_true (line_in (proc_cg, want));
+    }
+
+  /* Refused: another container's, a path through "..", a directory that is not a cgroup's, one
+     reached through a symlink, a relative path, none at all. */
+  char tmp[] = "/tmp/cimgtest-cg.XXXXXX";
+  assert_non_null (mkdtemp (tmp));
+  cleanup_free char *fake_parent = xasprintf ("%s/cimg", tmp);
+  cleanup_free char *fake = xasprintf ("%s/%s", fake_parent, f->id);
+  assert_int_equal (mkdir (fake_parent, 0700), 0);
+  assert_int_equal (mkdir (fake, 0700), 0);
+  cleanup_free char *one_parent = xstrdup (dirs[0]);
+  *strstr (one_parent, "/cimg/") = '\0';
+  cleanup_free char *link = xasprintf ("%s/link", tmp);
+  assert_int_equal (symlink (one_parent, link), 0);
+  cleanup_free char *other = xasprintf ("%s/cimg/%s-other", one_parent, f->id);
+  cleanup_free char *dotdot
+      = xasprintf ("%s/../%s/cimg/%s", one_parent, strrchr (one_parent, '/') + 1, f->id);
+  cleanup_free char *linked = xasprintf ("%s/cimg/%s", link, f->id);
+  cleanup_free char *relative = xstrdup (dirs[0] + 1);
+  const char *bad[] = { other, dotdot, fake, linked, relative };
+  for (size_t i = 0; i < ARRAY_SIZE (bad); i++)
+    {
+      char *const one[] = { (char *)bad[i], NULL };
+      struct cimg_cgroup_join b = { .into_fd = -1 };
+      if (cimg_cgroup_join_prepare_dirs (f->id, one, &b, &err) == 0)
+        fail_msg ("accepted %s", bad[i]);
+      assert_int_equal (b.into_fd, -1);
+      assert_int_equal (b.n, 0);
+      cimg_error_clear (&err);
+      /* Among good ones too: nothing of the good ones stays open. */
+      cleanup_strv char **mixed = NULL;
+      for (size_t k = 0; dirs[k]; k++)
+        cimg_strv_append (&mixed, dirs[k]);
+      cimg_strv_append (&mixed, bad[i]);
+      assert_int_equal (cimg_cgroup_join_prepare_dirs (f->id, mixed, &b, &err), -1);
+      assert_int_equal (b.into_fd, -1);
+      assert_int_equal (b.n, 0);
+      cimg_error_clear (&err);
+    }
+  char *const none[] = { NULL };
+  struct cimg_cgroup_join b = { .into_fd = -1 };
+  assert_int_equal (cimg_cgroup_join_prepare_dirs (f->id, none, &b, &err), -1);
+  cimg_error_clear (&err);
+  unlink (link);
+  rmdir (fake);
+  rmdir (fake_parent);
+  rmdir (tmp);
+}
+
 /* Stats must see memory the child charges after it joined. */
 static void
 test_memory_usage_grows (void **state)
@@ -983,6 +1111,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_more_limits_readback, setup, teardown),
     cmocka_unit_test_setup_teardown (test_add_pid_and_stats, setup, teardown),
     cmocka_unit_test_setup_teardown (test_join_self, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_join_kept_dirs, setup, teardown),
     cmocka_unit_test_setup_teardown (test_memory_usage_grows, setup, teardown),
     cmocka_unit_test_setup_teardown (test_oom_kill, setup, teardown),
     cmocka_unit_test_setup_teardown (test_destroy_kills_everything, setup, teardown),
