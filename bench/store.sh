@@ -5,7 +5,7 @@
 #      the same 1000 images (goal: cimg <= 10 ms). The images come from one docker-archive
 #      written by bench/mkmany.py (1000s of configs over one tiny layer) and `load`ed by each
 #      tool; the time each tool takes to load them, and `cimg tag` (one index update) at each
-#      size, are recorded too.
+#      size, are recorded too; at 1000, `cimg rmi` of 100 names (100 images) in one command.
 #   2. `cimg load` of a single-layer image archive (~100 MB gzip of host files, made by
 #      mkimage.py + skopeo) against the floor `gzip -dc layer | tar -x` (goal <= 1.2).
 #   0. `cimg load` of an archive of K images (10, 100, 1000; 3000 unless quick) into an empty
@@ -94,6 +94,14 @@ for n in $counts; do
   compare tag-curve "tag (one index update) with $n images" ms "$((IRUNS / 3 + 1))" 1 tag "$n"
   instr tag-instr "$n" cimg "$CIMG" --root "$root" tag bench/img1:v1 bench/extra:1
   "$CIMG" --root "$root" rmi bench/extra:1 >/dev/null
+  if [ "$n" = 1000 ]; then
+    # rmi of 100 names (100 images over the shared layer), one command: one index update and
+    # one gc (store/image.h, removals in a batch); `post` loads the 100 images back.
+    python3 "$BENCH_DIR/mkmany.py" "$W/rm100.tar" 100 1
+    contender cimg "$CIMG --root $root rmi $(seq -s ' ' -f 'bench/img%g:v1' 1 100) >/dev/null" "" \
+      "$CIMG --root $root load -q -i $W/rm100.tar >/dev/null"
+    compare rmi-many "rmi of 100 names with $n images" ms "$((IRUNS / 3 + 1))" 1
+  fi
 done
 
 # ---------------------------------------------------------------- the same 1000 images in peers

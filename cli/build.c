@@ -1,6 +1,7 @@
 /* cimg build: flags → build/build-exec.h, and the Docker-like output around it. */
 #include "build/build-exec.h"
 #include "cli/cli.h"
+#include "store/image.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,9 +181,13 @@ cmd_build (struct cli *c, int argc, char **argv)
       /* As Docker's legacy builder: a failed RUN's exit code is the build's. */
       return run_exit ? run_exit : EXIT_FAIL;
     }
+  /* Every -t in one index update (store/image.h): all the tags or, killed, none. */
+  cleanup_image_batch struct cimg_image_batch *tb = cimg_image_batch_new (s);
   for (size_t i = 0; tags && tags[i]; i++)
-    if (cimg_store_tag (s, id, tags[i], &err) < 0)
+    if (cimg_image_batch_tag (tb, id, tags[i], &err) < 0)
       return cli_fail (&err);
+  if (cimg_image_batch_commit (tb, &err) < 0)
+    return cli_fail (&err);
   if (quiet)
     {
       printf ("%s\n", id);

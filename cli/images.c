@@ -263,7 +263,7 @@ cmd_tag (struct cli *c, int argc, char **argv)
 }
 
 static int
-print_report (char **report)
+print_report (char *const *report)
 {
   for (size_t i = 0; report && report[i]; i++)
     printf ("%s\n", report[i]);
@@ -295,16 +295,25 @@ cmd_rmi (struct cli *c, int argc, char **argv)
   cleanup_store struct cimg_store *s = cli_open_store (c);
   if (s == NULL)
     return EXIT_FAIL;
-  int rc = 0;
+  /* All the names in one index update and one gc (store/image.h). As docker rmi: each name is
+     reported in order, one that fails fails alone, and the exit code is 1 if any did. */
+  cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
+  for (int i = optind; i < argc; i++)
+    cimg_image_batch_remove (b, argv[i], flags);
+  cimg_error_t err = { 0 };
+  int committed = cimg_image_batch_commit (b, &err);
+  int rc = committed < 0 ? EXIT_FAIL : 0;
   for (int i = optind; i < argc; i++)
     {
-      cimg_error_t err = { 0 };
-      cleanup_strv char **report = NULL;
-      int ok = cimg_store_remove_image (s, argv[i], flags, &report, &err);
+      cimg_error_t nerr = { 0 };
+      char *const *report = NULL;
+      int ok = cimg_image_batch_removed (b, (size_t)(i - optind), &report, &nerr);
       print_report (report);
       if (ok < 0)
-        rc = cli_fail (&err);
+        rc = cli_fail (&nerr);
     }
+  if (committed < 0)
+    cli_fail (&err);
   return rc;
 }
 

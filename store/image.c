@@ -493,6 +493,16 @@ struct batch_tag
   char *tag; /* full reference */
 };
 
+/* One name of an rmi, and what came of it. */
+struct batch_rm
+{
+  char *name;
+  int flags;
+  char **report;
+  cimg_error_t err;
+  int rc;
+};
+
 struct cimg_image_batch
 {
   struct cimg_store *s;
@@ -500,6 +510,11 @@ struct cimg_image_batch
   size_t n_add;
   struct batch_tag *tag;
   size_t n_tag;
+  struct batch_rm *rm;
+  size_t n_rm;
+  /* What the removals take out of the index: tags (a set) and images (IDs, in order). */
+  json_t *untag;
+  char **doomed;
 };
 
 struct cimg_image_batch *
@@ -521,6 +536,15 @@ cimg_image_batch_free (struct cimg_image_batch *b)
   for (size_t i = 0; i < b->n_tag; i++)
     free (b->tag[i].tag);
   free (b->tag);
+  for (size_t i = 0; i < b->n_rm; i++)
+    {
+      free (b->rm[i].name);
+      cimg_strv_free (b->rm[i].report);
+      cimg_error_clear (&b->rm[i].err);
+    }
+  free (b->rm);
+  json_decref (b->untag);
+  cimg_strv_free (b->doomed);
   free (b);
 }
 
@@ -586,9 +610,42 @@ cimg_image_batch_tag (struct cimg_image_batch *b, const char *id, const char *ta
   return 0;
 }
 
+static void apply_removals (struct cimg_image_batch *b, json_t *idx);
+static int resolve_removals (struct cimg_image_batch *b, cimg_error_t *err);
+static int finish_removals (struct cimg_image_batch *b, cimg_error_t *err);
+
+void
+cimg_image_batch_remove (struct cimg_image_batch *b, const char *name, int flags)
+{
+  b->rm = xrealloc (b->rm, (b->n_rm + 1) * sizeof *b->rm);
+  memset (&b->rm[b->n_rm], 0, sizeof b->rm[b->n_rm]);
+  b->rm[b->n_rm].name = xstrdup (name);
+  b->rm[b->n_rm++].flags = flags;
+}
+
+int
+cimg_image_batch_removed (struct cimg_image_batch *b, size_t i, char *const **report,
+                          cimg_error_t *err)
+{
+  if (report)
+    *report = i < b->n_rm ? b->rm[i].report : NULL;
+  if (i >= b->n_rm)
+    return cimg_error_set (err, EINVAL, "no removal %zu in the batch", i);
+  if (b->rm[i].rc < 0)
+    {
+      *err = b->rm[i].err;
+      memset (&b->rm[i].err, 0, sizeof b->rm[i].err);
+      b->rm[i].rc = 0;
+      return -1;
+    }
+  return 0;
+}
+
 static int
 batch_apply (struct cimg_image_batch *b, json_t *idx, cimg_error_t *err)
 {
+  /* Removals first: they were resolved against the index as it was (resolve_removals). */
+  apply_removals (b, idx);
   /* In the order a caller doing one update per image would have made them: the images, then
      the tags, a later tag moving an earlier one. */
   /* One image (a pull, a build) keeps its two fsyncs: a syncfs would flush everything else
@@ -613,9 +670,34 @@ batch_apply (struct cimg_image_batch *b, json_t *idx, cimg_error_t *err)
 int
 cimg_image_batch_commit (struct cimg_image_batch *b, cimg_error_t *err)
 {
-  if (b->n_add == 0 && b->n_tag == 0)
-    return 0;
-  return cimg_index_update (b->s, index_add, b, err);
+  int rc = 0;
+  bool took = false;
+  if (b->n_rm > 0)
+    {
+      /* Exclusive from the resolution of the names to the gc: no other writer changes the index
+         in between (every update holds the store lock, shared at least), so the removals
+         resolved on one read of it are the ones applied, and no image is deleted while a `run`
+         (shared) is recording a container of it. */
+      took = b->s->lock_mode == 0;
+      if (cimg_store_lock (b->s, CIMG_LOCK_EXCLUSIVE, err) < 0)
+        return -1;
+      rc = resolve_removals (b, err);
+    }
+  /* Only names that all failed: the index stays as it is, not even rewritten. */
+  if (rc == 0 && (b->n_add > 0 || b->n_tag > 0 || b->untag != NULL || b->doomed != NULL))
+    rc = cimg_index_update (b->s, index_add, b, err);
+  if (rc < 0)
+    /* Nothing was removed: no report may say otherwise. */
+    for (size_t i = 0; i < b->n_rm; i++)
+      {
+        cimg_strv_free (b->rm[i].report);
+        b->rm[i].report = NULL;
+      }
+  else if (b->doomed != NULL)
+    rc = finish_removals (b, err);
+  if (took)
+    cimg_store_unlock (b->s);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- lookup */
@@ -1016,69 +1098,144 @@ delete_images (struct cimg_store *s, json_t *idx, char *const *ids, char ***repo
   return 0;
 }
 
-static const char *
-container_using (char **in_use, const char *id)
+/* Untag tag (a full reference) in idx on behalf of r. */
+static void
+untag_one (struct cimg_image_batch *b, json_t *idx, const char *tag, struct batch_rm *r)
 {
-  return cimg_strv_contains (in_use, id) ? id : NULL;
+  json_object_del (json_object_get (idx, "tags"), tag);
+  if (b->untag == NULL)
+    b->untag = json_object ();
+  json_object_set_new (b->untag, tag, json_true ());
+  cleanup_free char *f = cimg_ref_familiar_string (tag);
+  report_line (&r->report, "Untagged", f);
+}
+
+/* docker rmi of one name, on idx in memory (the batch's view of the index so far): a tag of an
+   image with other tags is untagged; an image named by ID with several tags needs -f; an
+   image a container uses is refused, or with -f only untagged; else the image goes with all
+   its tags. What is taken out is recorded in b (untag, doomed) for the index update. */
+static int
+remove_one (struct cimg_image_batch *b, json_t *idx, char **in_use, struct batch_rm *r)
+{
+  cimg_error_t *err = &r->err;
+  char id[CIMG_DIGEST_BUFSIZE];
+  cleanup_free char *tag = NULL;
+  if (resolve (idx, r->name, id, &tag, err) < 0)
+    return -1;
+  cleanup_strv char **tags = tags_of (idx, id);
+  size_t ntags = cimg_strv_len (tags);
+  bool force = r->flags & CIMG_RMI_FORCE;
+  char shortid[13];
+  snprintf (shortid, sizeof shortid, "%.12s", cimg_digest_hex (id));
+
+  if (tag && ntags > 1)
+    {
+      untag_one (b, idx, tag, r);
+      return 0;
+    }
+  if (!tag && ntags > 1 && !force)
+    return cimg_error_set (err, EBUSY,
+                           "conflict: unable to delete %s (must be forced) - image is "
+                           "referenced in multiple repositories",
+                           shortid);
+  if (cimg_strv_contains (in_use, id))
+    {
+      if (!force)
+        return cimg_error_set (err, EBUSY,
+                               "conflict: unable to remove image %s - a container is using it "
+                               "(remove the container first, or use -f to untag only)",
+                               shortid);
+      /* As Docker: -f on an image in use removes its tags but keeps the image. */
+      for (size_t i = 0; i < ntags; i++)
+        untag_one (b, idx, tags[i], r);
+      return 0;
+    }
+  for (size_t i = 0; i < ntags; i++)
+    untag_one (b, idx, tags[i], r);
+  json_object_del (json_object_get (idx, "images"), id);
+  cimg_strv_append (&b->doomed, id);
+  report_line (&r->report, "Deleted", id);
+  return 0;
+}
+
+/* Every name of the batch, in order, against one read of the index (under the store's
+   exclusive lock): per name a report or an error, and in b the tags and images to take out. */
+static int
+resolve_removals (struct cimg_image_batch *b, cimg_error_t *err)
+{
+  cleanup_json json_t *idx = cimg_index_load (b->s, err);
+  if (idx == NULL)
+    return -1;
+  cleanup_strv char **in_use = cimg_store_images_in_use (b->s);
+  for (size_t i = 0; i < b->n_rm; i++)
+    b->rm[i].rc = remove_one (b, idx, in_use, &b->rm[i]);
+  return 0;
+}
+
+/* In the index update: the tags and images resolve_removals took out, and (nothing else can
+   have changed the index in between, but a tag must never outlive its image) any tag still
+   naming a deleted image. */
+static void
+apply_removals (struct cimg_image_batch *b, json_t *idx)
+{
+  json_t *tags = json_object_get (idx, "tags"), *images = json_object_get (idx, "images");
+  const char *k;
+  json_t *v;
+  void *tmp;
+  json_object_foreach (b->untag, k, v) json_object_del (tags, k);
+  if (b->doomed == NULL)
+    return;
+  cleanup_json json_t *doomed = json_object ();
+  for (size_t i = 0; b->doomed[i]; i++)
+    {
+      json_object_del (images, b->doomed[i]);
+      json_object_set_new (doomed, b->doomed[i], json_true ());
+    }
+  json_object_foreach_safe (tags, tmp, k, v) if (json_object_get (doomed, json_string_value (v)))
+      json_object_del (tags, k);
+}
+
+/* After the index update: the records of the deleted images (debris now: a kill here leaves
+   them to the next gc or check --repair), then one gc for all of them. */
+static int
+finish_removals (struct cimg_image_batch *b, cimg_error_t *err)
+{
+  for (size_t i = 0; b->doomed[i]; i++)
+    {
+      bool readded = false;
+      for (size_t k = 0; k < b->n_add && !readded; k++)
+        readded = strcmp (b->add[k].id, b->doomed[i]) == 0;
+      if (readded)
+        continue;
+      cleanup_free char *dir = xasprintf ("images/%s", cimg_digest_hex (b->doomed[i]));
+      if (cimg_rm_rf_at (b->s->dirfd, dir, err) < 0)
+        return cimg_error_wrap (err, "image %s", b->doomed[i]);
+    }
+  struct cimg_gc_report gr;
+  return cimg_store_gc (b->s, &gr, err);
 }
 
 int
 cimg_store_remove_image (struct cimg_store *s, const char *name, int flags, char ***report,
                          cimg_error_t *err)
 {
-  if (cimg_store_lock (s, CIMG_LOCK_EXCLUSIVE, err) < 0)
-    return -1;
-  cleanup_json json_t *idx = cimg_index_load (s, err);
-  if (idx == NULL)
-    return -1;
-  char id[CIMG_DIGEST_BUFSIZE];
-  cleanup_free char *tag = NULL;
-  if (resolve (idx, name, id, &tag, err) < 0)
-    return -1;
-  cleanup_strv char **tags = tags_of (idx, id);
-  cleanup_strv char **in_use = cimg_store_images_in_use (s);
-  size_t ntags = cimg_strv_len (tags);
-  char shortid[13];
-  snprintf (shortid, sizeof shortid, "%.12s", cimg_digest_hex (id));
-
-  if (tag && ntags > 1)
+  cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
+  cimg_image_batch_remove (b, name, flags);
+  int rc = cimg_image_batch_commit (b, err);
+  char *const *lines = NULL;
+  cimg_error_t nerr = { 0 };
+  int nrc = cimg_image_batch_removed (b, 0, &lines, &nerr);
+  for (size_t i = 0; report && lines && lines[i]; i++)
+    cimg_strv_append (report, lines[i]);
+  if (nrc < 0)
     {
-      char *one[] = { tag, NULL };
-      struct untag_data d = { one, NULL };
-      if (cimg_index_update (s, index_remove, &d, err) < 0)
-        return -1;
-      cleanup_free char *f = cimg_ref_familiar_string (tag);
-      report_line (report, "Untagged", f);
-      return 0;
+      /* The name's own error says more than what followed it. */
+      if (rc < 0)
+        cimg_error_clear (err);
+      *err = nerr;
+      return -1;
     }
-  if (!tag && ntags > 1 && !(flags & CIMG_RMI_FORCE))
-    return cimg_error_set (err, EBUSY,
-                           "conflict: unable to delete %s (must be forced) - image is "
-                           "referenced in multiple repositories",
-                           shortid);
-  if (container_using (in_use, id))
-    {
-      if (!(flags & CIMG_RMI_FORCE))
-        return cimg_error_set (err, EBUSY,
-                               "conflict: unable to remove image %s - a container is using it "
-                               "(remove the container first, or use -f to untag only)",
-                               shortid);
-      /* As Docker: -f on an image in use removes its tags but keeps the image. */
-      struct untag_data d = { tags, NULL };
-      if (ntags > 0 && cimg_index_update (s, index_remove, &d, err) < 0)
-        return -1;
-      for (size_t i = 0; i < ntags; i++)
-        {
-          cleanup_free char *f = cimg_ref_familiar_string (tags[i]);
-          report_line (report, "Untagged", f);
-        }
-      return 0;
-    }
-  char *one[] = { id, NULL };
-  if (delete_images (s, idx, one, report, err) < 0)
-    return -1;
-  struct cimg_gc_report gr;
-  return cimg_store_gc (s, &gr, err);
+  return rc;
 }
 
 int

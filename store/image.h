@@ -34,6 +34,22 @@ int cimg_image_batch_add (struct cimg_image_batch *b, const char *config_bytes, 
                           char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
 int cimg_image_batch_tag (struct cimg_image_batch *b, const char *id, const char *tag,
                           cimg_error_t *err);
+/* `rmi name` (flags: CIMG_RMI_*) in the batch's index update, with docker rmi's semantics for
+   each name (see cimg_store_remove_image), the names taken in the order given, each against the
+   index as the ones before left it (`rmi a:1 a:2` of one image's two tags untags a:1, then
+   deletes the image with its last tag). A name that cannot be removed (no such image, a
+   conflict) fails alone: the others are still removed. Removals are resolved and applied
+   before the batch's images and tags, under the store's exclusive lock; the records of deleted
+   images are removed and one gc runs after the index update. */
+void cimg_image_batch_remove (struct cimg_image_batch *b, const char *name, int flags);
+/* After _commit: the outcome of the i-th _remove. *report (may be NULL; owned by the batch,
+   valid until it is freed) gets its "Untagged: …" and "Deleted: …" lines, NULL when nothing
+   was removed. Returns 0, or -1 with err set (moved to the caller) when that name failed. */
+int cimg_image_batch_removed (struct cimg_image_batch *b, size_t i, char *const **report,
+                              cimg_error_t *err);
+/* Returns 0, or -1 with err set. When the index update itself fails nothing was removed (every
+   report is empty); a failure after it (removing a record, gc) leaves the reports of what the
+   new index no longer holds. */
 int cimg_image_batch_commit (struct cimg_image_batch *b, cimg_error_t *err);
 
 /* The manifest of image id that ref (a full reference, may be NULL) came with: the one that
