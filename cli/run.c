@@ -383,25 +383,6 @@ parse_run (struct cli *c, int argc, char **argv, struct run_opts *o)
 
 /* ---------------------------------------------------------------- image config → record */
 
-static json_t *
-strv_to_json (char *const *v)
-{
-  json_t *a = json_array ();
-  for (size_t i = 0; v && v[i]; i++)
-    json_array_append_new (a, json_string (v[i]));
-  return a;
-}
-
-static char **
-json_to_strv (json_t *a)
-{
-  char **v = xzalloc (sizeof (char *));
-  size_t i;
-  json_t *e;
-  json_array_foreach (a, i, e) if (json_is_string (e)) cimg_strv_append (&v, json_string_value (e));
-  return v;
-}
-
 /* Set K=V in env, replacing an entry with the same key. */
 static void
 env_set (char ***env, const char *kv)
@@ -583,7 +564,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
   cleanup_strv char **ep = NULL, **cmd = NULL;
   /* --entrypoint "" clears the image's Entrypoint; otherwise it is one word, not split. */
   if (o->entrypoint == NULL)
-    ep = json_to_strv (json_object_get (icfg, "Entrypoint"));
+    ep = cimg_json_to_strv (json_object_get (icfg, "Entrypoint"));
   else
     {
       ep = xzalloc (sizeof (char *));
@@ -594,7 +575,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
     for (size_t i = 0; cmd_args[i]; i++)
       cimg_strv_append (&cmd, cmd_args[i]);
   else if (!o->entrypoint)
-    cmd = json_to_strv (json_object_get (icfg, "Cmd"));
+    cmd = cimg_json_to_strv (json_object_get (icfg, "Cmd"));
   cleanup_strv char **args = NULL;
   for (size_t i = 0; ep && ep[i]; i++)
     cimg_strv_append (&args, ep[i]);
@@ -656,7 +637,7 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
      caller once the ID is known; a placeholder keeps the order. */
   cleanup_strv char **env = NULL;
   json_t *ienv = json_object_get (icfg, "Env");
-  cleanup_strv char **image_env = json_to_strv (ienv);
+  cleanup_strv char **image_env = cimg_json_to_strv (ienv);
   if (!env_has (image_env, "PATH"))
     cimg_strv_append (&env, DEFAULT_PATH);
   cimg_strv_append (&env, "HOSTNAME=");
@@ -738,20 +719,21 @@ resolve_config (struct cimg_store *s, struct cimg_image *img, const char *image_
       "s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b, s:o, s:b, s:I, s:s, s:b, s:o, "
       "s:o, s:b, s:b}, "
       "s:{s:I, s:I, s:o}, s:{s:s, s:{s:s, s:s, s:s, s:s}, s:o}}",
-      "Image", img->id, "ImageName", image_name, "Path", args[0], "Args", strv_to_json (args + 1),
-      "Hostname", json_null (), /* placeholder */
-      "Config", "User", user ? user : "", "Env", strv_to_json (env), "Cmd", strv_to_json (cmd),
-      "Entrypoint", strv_to_json (ep), "WorkingDir", workdir, "Tty", o->tty, "OpenStdin",
-      o->interactive, "Image", image_name, "HostConfig", "Memory", (json_int_t)l.memory,
-      "MemorySwap", (json_int_t)l.memory_swap, "NanoCpus", (json_int_t)nano_cpus, "CpuShares",
-      (json_int_t)l.cpu_shares, "CpuQuota", (json_int_t)o->cpu_quota, "CpuPeriod",
-      (json_int_t)o->cpu_period, "PidsLimit", (json_int_t)o->pids_limit, "CapAdd",
-      strv_to_json (o->cap_add), "CapDrop", strv_to_json (o->cap_drop), "Privileged", o->privileged,
-      "SecurityOpt", strv_to_json (o->security_opt), "ReadonlyRootfs", o->read_only, "ShmSize",
+      "Image", img->id, "ImageName", image_name, "Path", args[0], "Args",
+      cimg_json_from_strv (args + 1), "Hostname", json_null (), /* placeholder */
+      "Config", "User", user ? user : "", "Env", cimg_json_from_strv (env), "Cmd",
+      cimg_json_from_strv (cmd), "Entrypoint", cimg_json_from_strv (ep), "WorkingDir", workdir,
+      "Tty", o->tty, "OpenStdin", o->interactive, "Image", image_name, "HostConfig", "Memory",
+      (json_int_t)l.memory, "MemorySwap", (json_int_t)l.memory_swap, "NanoCpus",
+      (json_int_t)nano_cpus, "CpuShares", (json_int_t)l.cpu_shares, "CpuQuota",
+      (json_int_t)o->cpu_quota, "CpuPeriod", (json_int_t)o->cpu_period, "PidsLimit",
+      (json_int_t)o->pids_limit, "CapAdd", cimg_json_from_strv (o->cap_add), "CapDrop",
+      cimg_json_from_strv (o->cap_drop), "Privileged", o->privileged, "SecurityOpt",
+      cimg_json_from_strv (o->security_opt), "ReadonlyRootfs", o->read_only, "ShmSize",
       (json_int_t)(o->shm_size ? o->shm_size : 64 << 20), "NetworkMode",
       host_net ? "host" : (o->network && strcmp (o->network, "none") == 0 ? "none" : "default"),
-      "AutoRemove", o->rm, "GroupAdd", strv_to_json (o->group_add), "Capabilities",
-      strv_to_json (caps), "Seccomp", seccomp, "NoNewPrivileges", nnp, "ProcessUser", "UID",
+      "AutoRemove", o->rm, "GroupAdd", cimg_json_from_strv (o->group_add), "Capabilities",
+      cimg_json_from_strv (caps), "Seccomp", seccomp, "NoNewPrivileges", nnp, "ProcessUser", "UID",
       (json_int_t)u.uid, "GID", (json_int_t)u.gid, "AdditionalGids", groups, "GraphDriver", "Name",
       "overlay", "Data", "LowerDir", lowers, "UpperDir", "upper", "WorkDir", "work", "MergedDir",
       "merged", "Layers", layers);
@@ -1228,8 +1210,8 @@ spec_from_record (struct cimg_store *s, struct cimg_container *c, struct spec_st
   size_t i;
   json_t *e;
   json_array_foreach (a, i, e) cimg_strv_append (&st->args, json_string_value (e));
-  st->env = json_to_strv (json_object_get (ccfg, "Env"));
-  st->caps = json_to_strv (json_object_get (hc, "Capabilities"));
+  st->env = cimg_json_to_strv (json_object_get (ccfg, "Env"));
+  st->caps = cimg_json_to_strv (json_object_get (hc, "Capabilities"));
   json_t *g = json_object_get (pu, "AdditionalGids");
   st->groups = xzalloc ((json_array_size (g) + 1) * sizeof (gid_t));
   json_array_foreach (g, i, e) st->groups[i] = (gid_t)json_integer_value (e);
@@ -1344,11 +1326,11 @@ struct started
 };
 
 static int
-on_started (void *data, pid_t pid, cimg_error_t *err)
+on_started (void *data, pid_t pid, char *const *cgroup_dirs, cimg_error_t *err)
 {
   struct started *st = data;
   st->pid = pid;
-  return cimg_container_set_running (st->s, st->c, pid, err);
+  return cimg_container_set_running_in (st->s, st->c, pid, cgroup_dirs, err);
 }
 
 struct tee

@@ -493,10 +493,10 @@ forget_error (cimg_error_t *e)
 }
 
 static int
-on_started (void *data, pid_t pid, cimg_error_t *err)
+on_started (void *data, pid_t pid, char *const *cgroup_dirs, cimg_error_t *err)
 {
   struct mon *m = data;
-  if (cimg_container_set_running (m->s, m->c, pid, err) < 0)
+  if (cimg_container_set_running_in (m->s, m->c, pid, cgroup_dirs, err) < 0)
     return -1;
   report (m, "R%d", (int)pid);
   /* What the setup allocated and freed goes back to the kernel (docs/runtime.md, memory). */

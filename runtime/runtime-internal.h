@@ -24,7 +24,7 @@ int cimg_child_exec_command (const struct cimg_spec_process *p, char *msg, size_
 int cimg_child_switch_user (const struct cimg_spec_process *p, cimg_error_t *err);
 
 /* In cimg, not the container's process: a container's cgroup directories, kept in its record
-   when it starts (cimg_container_note_cgroups) so that exec opens them without reading
+   when it starts (cimg_run_hooks.started gets them) so that exec opens them without reading
    /proc/self/mountinfo. cimg_cgroup_dirs: one per hierarchy cg has (v1 and unified), as
    absolute paths, a NULL-terminated vector that is the caller's. */
 char **cimg_cgroup_dirs (const struct cimg_cgroup *cg);

@@ -119,8 +119,10 @@ void cimg_run_result_clear (struct cimg_run_result *r);
 struct cimg_run_hooks
 {
   /* Called in the parent once the command has been executed (pid in the caller's PID
-     namespace). A non-zero return kills the container. */
-  int (*started) (void *data, pid_t pid, cimg_error_t *err);
+     namespace; cgroup_dirs: the container's cgroup directories, one per hierarchy, for its
+     record — exec joins them without looking up the cgroup mounts). A non-zero return kills
+     the container. */
+  int (*started) (void *data, pid_t pid, char *const *cgroup_dirs, cimg_error_t *err);
   void *data;
 };
 

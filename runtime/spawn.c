@@ -2,7 +2,6 @@
    parent's wait loop (signals, pty). See docs/runtime.md for why each step is where it is. */
 #include "runtime/runtime-internal.h"
 #include "runtime/pty.h"
-#include "store/container.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -554,13 +553,6 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
       return -1;
     }
 
-  /* For the record (state.json's CgroupPaths, written when the container runs): exec opens these
-     instead of finding the cgroup mounts in /proc/self/mountinfo each time. */
-  {
-    cleanup_strv char **dirs = cimg_cgroup_dirs (cg);
-    cimg_container_note_cgroups (spec->id, dirs);
-  }
-
   int ret = -1;
   pid_t pid = -1;
   int sv[2] = { -1, -1 };
@@ -710,8 +702,12 @@ cimg_runtime_run_captured (const struct cimg_spec *spec, const struct cimg_run_h
   close (sv[0]);
   sv[0] = -1;
 
-  if (!res->exec_error && hooks && hooks->started && hooks->started (hooks->data, pid, err) < 0)
-    goto fail_child;
+  if (!res->exec_error && hooks && hooks->started)
+    {
+      cleanup_strv char **dirs = cimg_cgroup_dirs (cg);
+      if (hooks->started (hooks->data, pid, dirs, err) < 0)
+        goto fail_child;
+    }
 
   if (master >= 0)
     cimg_pty_raw_begin (&raw, p->stdin_open);

@@ -1030,31 +1030,16 @@ merge_state (struct cimg_store *s, struct cimg_container *c, json_t *fields, con
   return save_state (s, c, st, err);
 }
 
-/* The cgroup directories the runtime made for a container, noted in the process that spawns it
-   (cimg run, the monitor) until its state says running: one container per process at a
-   time. */
-static struct
-{
-  char id[65];
-  char **dirs;
-} noted;
-
-void
-cimg_container_note_cgroups (const char *id, char *const *dirs)
-{
-  cimg_strv_free (noted.dirs);
-  noted.dirs = NULL;
-  noted.id[0] = '\0';
-  if (id == NULL || dirs == NULL || strlen (id) != 64)
-    return;
-  snprintf (noted.id, sizeof noted.id, "%s", id);
-  for (size_t i = 0; dirs[i]; i++)
-    cimg_strv_append (&noted.dirs, dirs[i]);
-}
-
 int
 cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_t pid,
                             cimg_error_t *err)
+{
+  return cimg_container_set_running_in (s, c, pid, NULL, err);
+}
+
+int
+cimg_container_set_running_in (struct cimg_store *s, struct cimg_container *c, pid_t pid,
+                               char *const *cgroup_dirs, cimg_error_t *err)
 {
   cleanup_close int lk = cimg_container_lock (s, c, err);
   if (lk < 0)
@@ -1066,16 +1051,10 @@ cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_
       "{s:s, s:i, s:I, s:I, s:i, s:s, s:s, s:b, s:b}", "Status", "running", "Pid", (int)pid,
       "PidStart", (json_int_t)pid_start_time (pid), "PidIno", (json_int_t)pid_ino (pid), "ExitCode",
       0, "StartedAt", now, "FinishedAt", "0001-01-01T00:00:00Z", "OOMKilled", 0, "Restarting", 0);
-  /* Kept only from a note of this very start: one of an earlier run is dropped. */
-  bool have = noted.dirs != NULL && strcmp (noted.id, c->id) == 0;
-  if (have)
-    {
-      json_t *a = json_array ();
-      for (size_t i = 0; noted.dirs[i]; i++)
-        json_array_append_new (a, json_string (noted.dirs[i]));
-      json_object_set_new (st, "CgroupPaths", a);
-    }
-  return merge_state (s, c, st, have ? NULL : "CgroupPaths", err);
+  /* The directories of this start, or none: an earlier run's are dropped. */
+  if (cgroup_dirs)
+    json_object_set_new (st, "CgroupPaths", cimg_json_from_strv (cgroup_dirs));
+  return merge_state (s, c, st, cgroup_dirs ? NULL : "CgroupPaths", err);
 }
 
 int

@@ -68,23 +68,22 @@ int cimg_container_lock (struct cimg_store *s, const struct cimg_container *c, c
 /* Reread state.json. */
 int cimg_container_reload (struct cimg_store *s, struct cimg_container *c, cimg_error_t *err);
 
-/* The cgroup directories (absolute paths) the runtime made for container id, kept by the next
-   cimg_container_set_running of that container in this process as its state's CgroupPaths, so
-   that exec joins them without looking up the cgroup mounts (the reader validates them).
-   Copied; NULL: forget the note. */
-void cimg_container_note_cgroups (const char *id, char *const *dirs);
-
 /* Record a started process / an exit, under the container's lock, atomically (temp file and
    rename). Not fsynced: a state describes processes, which a crash ends anyway; a record
    that still says running after one is reported exited, as its PID is gone. */
 int cimg_container_set_running (struct cimg_store *s, struct cimg_container *c, pid_t pid,
                                 cimg_error_t *err);
+/* As cimg_container_set_running, keeping cgroup_dirs (the runtime's cimg_run_hooks.started
+   gives them; NULL: none) as the state's CgroupPaths, so that exec joins them without looking
+   up the cgroup mounts (it validates them before use). */
+int cimg_container_set_running_in (struct cimg_store *s, struct cimg_container *c, pid_t pid,
+                                   char *const *cgroup_dirs, cimg_error_t *err);
 int cimg_container_set_exited (struct cimg_store *s, struct cimg_container *c, int exit_code,
                                bool oom_killed, cimg_error_t *err);
 
 /* Set fields of state.json (borrowed; merged over what is there), under the container's lock,
    atomically. set_running and set_exited keep the fields they do not set, but for
-   CgroupPaths, which set_running writes from the note of this start or drops. */
+   CgroupPaths, which set_running writes from this start's directories or drops. */
 int cimg_container_update_state (struct cimg_store *s, struct cimg_container *c, json_t *fields,
                                  cimg_error_t *err);
 /* Start time of pid (field 22 of /proc/PID/stat, clock ticks since boot); 0 when it is gone. A

@@ -174,11 +174,11 @@ test_state (void **state)
   assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
 }
 
-/* The cgroup directories the runtime notes for a container land in its state when it runs (as
-   CgroupPaths, read back from disk); a start without a note of its own, or with another
-   container's, drops them rather than keep an earlier run's. */
+/* The cgroup directories the runtime hands to a start land in the container's state (as
+   CgroupPaths, read back from disk); a start without them drops an earlier run's, and another
+   container's start does not take them. */
 static void
-test_cgroup_note (void **state)
+test_cgroup_paths (void **state)
 {
   struct fixture *f = *state;
   cleanup_container struct cimg_container *c = make (f, NULL, "cg");
@@ -187,25 +187,23 @@ test_cgroup_note (void **state)
   cleanup_free char *d1 = xasprintf ("/sys/fs/cgroup/memory/cimg/%s", c->id);
   cleanup_free char *d2 = xasprintf ("/sys/fs/cgroup/unified/cimg/%s", c->id);
   char *const dirs[] = { d1, d2, NULL };
-  cimg_container_note_cgroups (c->id, dirs);
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running_in (f->s, c, getpid (), dirs, &err), 0);
   cleanup_container struct cimg_container *r = cimg_container_find (f->s, "cg", &err);
   assert_non_null (r);
   json_t *kept = json_object_get (r->state, "CgroupPaths");
   assert_int_equal (json_array_size (kept), 2);
   assert_string_equal (json_string_value (json_array_get (kept, 0)), d1);
   assert_string_equal (json_string_value (json_array_get (kept, 1)), d2);
-  /* Another container's start does not take this note. */
   assert_int_equal (cimg_container_set_running (f->s, other, getpid (), &err), 0);
   assert_null (json_object_get (other->state, "CgroupPaths"));
-  /* A later start of c with no note for it (another container's, or none) drops them. */
-  char *const odirs[] = { d1, NULL };
-  cimg_container_note_cgroups (other->id, odirs);
+  /* An exit keeps them (exec is refused then anyway); the next start without them drops them. */
+  assert_int_equal (cimg_container_set_exited (f->s, c, 0, false, &err), 0);
+  assert_int_equal (cimg_container_reload (f->s, c, &err), 0);
+  assert_int_equal (json_array_size (json_object_get (c->state, "CgroupPaths")), 2);
   assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
   assert_int_equal (cimg_container_reload (f->s, c, &err), 0);
   assert_null (json_object_get (c->state, "CgroupPaths"));
   assert_string_equal (cimg_container_status (c), "running");
-  cimg_container_note_cgroups (NULL, NULL);
 }
 
 static void
@@ -265,7 +263,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_create_find, setup, teardown),
     cmocka_unit_test_setup_teardown (test_state, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_cgroup_note, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_cgroup_paths, setup, teardown),
     cmocka_unit_test_setup_teardown (test_layers_read_file, setup, teardown),
     cmocka_unit_test (test_exit_codes),
   };
