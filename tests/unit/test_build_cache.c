@@ -11,6 +11,7 @@
 
 #include "build/build-exec.h"
 #include "store/store-internal.h"
+#include "tests/unit/fixture.h"
 
 static void
 key (const char *parent, const char *instr, char *const *args, const char *content,
@@ -57,40 +58,6 @@ test_keys (void **state)
   assert_string_not_equal (a, b); /* an arg is not content */
 }
 
-struct fixture
-{
-  char dir[64];
-  struct cimg_store *s;
-};
-
-static int
-setup (void **state)
-{
-  struct fixture *f = xzalloc (sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/cimg-test-bcache-XXXXXX");
-  if (mkdtemp (f->dir) == NULL)
-    return -1;
-  cimg_error_t err = { 0 };
-  cleanup_free char *root = xasprintf ("%s/root", f->dir);
-  f->s = cimg_store_open (root, &err);
-  if (f->s == NULL)
-    return -1;
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  cimg_store_close (f->s);
-  cimg_error_t err = { 0 };
-  cimg_rm_rf_at (AT_FDCWD, f->dir, &err);
-  cimg_error_clear (&err);
-  free (f);
-  return 0;
-}
-
 static int
 pack_write (void *data, const void *buf, size_t len, cimg_error_t *err)
 {
@@ -100,7 +67,7 @@ pack_write (void *data, const void *buf, size_t len, cimg_error_t *err)
 static void
 test_records (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   /* A one-file layer, through the same sink a build uses. */
   cleanup_free char *tree = xasprintf ("%s/tree", f->dir);
@@ -160,7 +127,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_keys),
-    cmocka_unit_test_setup_teardown (test_records, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_records, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@
 #include "runtime/confine.h"
 #include "runtime/confine-internal.h"
 #include "runtime/runtime-internal.h"
+#include "tests/unit/fixture.h"
 
 #define MIB (INT64_C (1) << 20)
 #define MAX_KIDS 4
@@ -59,19 +60,7 @@ teardown (void **state)
         kill (f->kids[i], SIGKILL);
         waitpid (f->kids[i], NULL, 0);
       }
-  cimg_cgroup_force_mode_for_tests (f->force);
-  cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_open (f->id, &err);
-  int r = 0;
-  if (cg != NULL)
-    {
-      r = cimg_cgroup_destroy (cg, &err);
-      if (r < 0)
-        fprintf (stderr, "teardown: %s\n", err.msg);
-      cimg_cgroup_free (cg);
-    }
-  cimg_error_clear (&err);
-  cimg_cgroup_force_mode_for_tests (NULL);
+  int r = test_cgroup_destroy (f->id, f->force);
   for (int i = 0; i < 2; i++)
     {
       close (f->go[i]);

@@ -16,6 +16,7 @@
 
 #include "runtime/confine-internal.h"
 #include "runtime/confine.h"
+#include "tests/unit/fixture.h"
 
 struct fixture
 {
@@ -70,20 +71,7 @@ static int
 teardown (void **state)
 {
   struct fixture *f = *state;
-  cimg_cgroup_force_mode_for_tests (f->mode);
-  cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_open (f->id, &err);
-  int r = 0;
-  if (cg != NULL)
-    {
-      /* A v1 task acts on SIGKILL only once thawed: destroy thaws as it kills. */
-      r = cimg_cgroup_destroy (cg, &err);
-      if (r < 0)
-        fprintf (stderr, "teardown: %s\n", err.msg);
-      cimg_cgroup_free (cg);
-    }
-  cimg_error_clear (&err);
-  cimg_cgroup_force_mode_for_tests (NULL);
+  int r = test_cgroup_destroy (f->id, f->mode);
   if (f->kid > 0)
     {
       kill (f->kid, SIGKILL);

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include "store/container.h"
+#include "tests/unit/fixture.h"
 
 struct fixture
 {
-  char dir[64];
-  struct cimg_store *s;
+  struct store_fixture st; /* first: store_teardown frees the whole */
   bool no_xattrs;
 };
 
@@ -27,32 +27,13 @@ static int
 setup (void **state)
 {
   struct fixture *f = xzalloc (sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/cimg-test-summary-XXXXXX");
-  if (mkdtemp (f->dir) == NULL)
-    return -1;
-  cimg_error_t err = { 0 };
-  cleanup_free char *root = xasprintf ("%s/root", f->dir);
-  f->s = cimg_store_open (root, &err);
-  if (f->s == NULL)
-    return -1;
+  f->st.s = temp_store_open (f->st.dir, sizeof f->st.dir);
   *state = f;
   /* Without user xattrs every record takes the JSON path: nothing here to test. */
-  cleanup_free char *probe = xasprintf ("%s/probe", f->dir);
+  cleanup_free char *probe = xasprintf ("%s/probe", f->st.dir);
   cleanup_close int fd = open (probe, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0 || (fsetxattr (fd, "user.cimg.probe", "1", 1, 0) < 0 && errno == ENOTSUP))
     f->no_xattrs = true;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  cimg_store_close (f->s);
-  cimg_error_t err = { 0 };
-  cimg_rm_rf_at (AT_FDCWD, f->dir, &err);
-  cimg_error_clear (&err);
-  free (f);
   return 0;
 }
 
@@ -64,7 +45,7 @@ make (struct fixture *f, const char *name, json_t *args)
       "{s:s, s:s, s:s, s:O, s:{s:s}}", "Image",
       "sha256:2222222222222222222222222222222222222222222222222222222222222222", "ImageName",
       "busybox:latest", "Path", "sh", "Args", args, "Config", "User", "nobody");
-  struct cimg_container *c = cimg_container_create (f->s, NULL, name, cfg, &err);
+  struct cimg_container *c = cimg_container_create (f->st.s, NULL, name, cfg, &err);
   if (c == NULL)
     fail_msg ("create: %s", err.msg);
   return c;
@@ -73,7 +54,7 @@ make (struct fixture *f, const char *name, json_t *args)
 static char *
 record_file (struct fixture *f, const struct cimg_container *c, const char *file)
 {
-  return xasprintf ("%s/root/containers/%s/%s", f->dir, c->id, file);
+  return xasprintf ("%s/root/containers/%s/%s", f->st.dir, c->id, file);
 }
 
 /* The summary of path (NULL when none). */
@@ -101,7 +82,7 @@ list (struct fixture *f, size_t *n, size_t *n_brief)
 {
   cimg_error_t err = { 0 };
   struct cimg_container **v = NULL;
-  assert_int_equal (cimg_container_list_brief (f->s, &v, n, &err), 0);
+  assert_int_equal (cimg_container_list_brief (f->st.s, &v, n, &err), 0);
   *n_brief = 0;
   for (size_t i = 0; i < *n; i++)
     *n_brief += v[i]->brief;
@@ -117,7 +98,7 @@ assert_same_as_full (struct fixture *f, struct cimg_container *b)
       = { "Status",     "Pid",       "PidStart",   "ExitCode",   "StartedAt",
           "FinishedAt", "OOMKilled", "Restarting", "MonitorPid", "MonitorStart" };
   cimg_error_t err = { 0 };
-  cleanup_container struct cimg_container *full = cimg_container_find (f->s, b->id, &err);
+  cleanup_container struct cimg_container *full = cimg_container_find (f->st.s, b->id, &err);
   assert_non_null (full);
   for (size_t i = 0; i < ARRAY_SIZE (ck); i++)
     {
@@ -179,7 +160,7 @@ test_created_running_exited (void **state)
   cimg_containers_free (v, n);
 
   /* Running (a live process of ours), then a dead PID: exited with 255, from the summary. */
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, getpid (), &err), 0);
   v = list (f, &n, &nb);
   assert_int_equal (nb, 1);
   assert_string_equal (cimg_container_status (v[0]), "running");
@@ -191,7 +172,7 @@ test_created_running_exited (void **state)
   if (pid == 0)
     _exit (0);
   waitpid (pid, NULL, 0);
-  assert_int_equal (cimg_container_set_running (f->s, c, pid, &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, pid, &err), 0);
   v = list (f, &n, &nb);
   assert_int_equal (nb, 1);
   assert_string_equal (cimg_container_status (v[0]), "exited");
@@ -199,9 +180,9 @@ test_created_running_exited (void **state)
   assert_same_as_full (f, v[0]);
   cimg_containers_free (v, n);
 
-  assert_int_equal (cimg_container_set_exited (f->s, c, 7, true, &err), 0);
+  assert_int_equal (cimg_container_set_exited (f->st.s, c, 7, true, &err), 0);
   cleanup_json json_t *fields = json_pack ("{s:b, s:i}", "Restarting", 1, "MonitorPid", 12345);
-  assert_int_equal (cimg_container_update_state (f->s, c, fields, &err), 0);
+  assert_int_equal (cimg_container_update_state (f->st.s, c, fields, &err), 0);
   v = list (f, &n, &nb);
   assert_int_equal (nb, 1);
   assert_int_equal (cimg_container_exit_code (v[0]), 7);
@@ -214,7 +195,7 @@ test_created_running_exited (void **state)
                        "printf 'a\\\\b\\n'; echo \"x y\"");
   assert_same_as_full (f, v[0]);
   cimg_containers_free (v, n);
-  assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, c, &err), 0);
 }
 
 /* A summary that is damaged in any way is not used; ps heals it. */
@@ -227,7 +208,7 @@ test_damaged (void **state)
   cleanup_json json_t *args = json_pack ("[s]", "1000");
   cleanup_container struct cimg_container *c = make (f, "dmg", args);
   cimg_error_t err = { 0 };
-  assert_int_equal (cimg_container_set_exited (f->s, c, 3, false, &err), 0);
+  assert_int_equal (cimg_container_set_exited (f->st.s, c, 3, false, &err), 0);
   const char *files[] = { "state.json", "config.json" };
   for (size_t k = 0; k < ARRAY_SIZE (files); k++)
     {
@@ -271,7 +252,7 @@ test_damaged (void **state)
           cimg_containers_free (l, n);
         }
     }
-  assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, c, &err), 0);
 }
 
 /* A state.json replaced by something that does not know of summaries (an older cimg, a hand
@@ -285,7 +266,7 @@ test_stale (void **state)
   cleanup_json json_t *args = json_pack ("[]");
   cleanup_container struct cimg_container *c = make (f, "stale", args);
   cimg_error_t err = { 0 };
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, getpid (), &err), 0);
   cleanup_free char *stp = record_file (f, c, "state.json");
   cleanup_free char *before = summary_of (stp);
   assert_non_null (strstr (before, "s Status s running\n"));
@@ -298,7 +279,7 @@ test_stale (void **state)
   memcpy (run, "\"Status\":\"exited\" ", 18);
   write_file (stp, st);
   /* Hold the container's lock so that list cannot set the summary again. */
-  cleanup_close int lk = cimg_container_lock (f->s, c, &err);
+  cleanup_close int lk = cimg_container_lock (f->st.s, c, &err);
   assert_true (lk >= 0);
   size_t n, nb;
   struct cimg_container **v = list (f, &n, &nb);
@@ -318,9 +299,9 @@ test_stale (void **state)
   cimg_containers_free (v, n);
 
   /* A state change (another process's, as a monitor's) replaces it with the state. */
-  cleanup_container struct cimg_container *other = cimg_container_find (f->s, "stale", &err);
+  cleanup_container struct cimg_container *other = cimg_container_find (f->st.s, "stale", &err);
   assert_non_null (other);
-  assert_int_equal (cimg_container_set_exited (f->s, other, 6, false, &err), 0);
+  assert_int_equal (cimg_container_set_exited (f->st.s, other, 6, false, &err), 0);
   v = list (f, &n, &nb);
   assert_int_equal (nb, 1);
   assert_int_equal (cimg_container_exit_code (v[0]), 6);
@@ -333,7 +314,7 @@ test_stale (void **state)
   assert_string_equal (cimg_container_status (v[0]), "created");
   assert_same_as_full (f, v[0]);
   cimg_containers_free (v, n);
-  assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, c, &err), 0);
 }
 
 /* A record whose config.json is gone (rm cut short) is not listed, whatever state.json
@@ -347,7 +328,7 @@ test_not_listed_and_unsummarised (void **state)
   cleanup_json json_t *args = json_pack ("[]");
   cleanup_container struct cimg_container *c = make (f, "half", args);
   cimg_error_t err = { 0 };
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, getpid (), &err), 0);
   cleanup_free char *cp = record_file (f, c, "config.json");
   cleanup_free char *sp = record_file (f, c, "state.json");
   cleanup_free char *ssum = summary_of (sp);
@@ -357,7 +338,7 @@ test_not_listed_and_unsummarised (void **state)
   struct cimg_container **v = list (f, &n, &nb);
   assert_int_equal (n, 0);
   cimg_containers_free (v, n);
-  assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, c, &err), 0);
 
   /* Args with a number in it; a command too long for an xattr: no summary, and the record is
      still listed, in full. */
@@ -384,8 +365,8 @@ test_not_listed_and_unsummarised (void **state)
           strlen (json_string_value (json_array_get (json_object_get (v[i]->config, "Args"), 0))),
           5000);
   cimg_containers_free (v, n);
-  assert_int_equal (cimg_container_remove (f->s, o, &err), 0);
-  assert_int_equal (cimg_container_remove (f->s, g, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, o, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, g, &err), 0);
 }
 
 /* A running record's process is checked, from a summary as from the JSON: by its pidfs inode
@@ -400,7 +381,7 @@ test_pid_identity (void **state)
   cleanup_json json_t *args = json_pack ("[]");
   cleanup_container struct cimg_container *c = make (f, "who", args);
   cimg_error_t err = { 0 };
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, getpid (), &err), 0);
   int64_t ino = cimg_json_int (c->state, "PidIno");
   assert_true (ino >= 0);
   cleanup_json json_t *wrong_ino = json_pack ("{s:I}", "PidIno", (json_int_t)(ino + 1));
@@ -413,7 +394,7 @@ test_pid_identity (void **state)
       if (i > 0 && cases[i] == NULL)
         continue; /* no pidfs here */
       if (cases[i])
-        assert_int_equal (cimg_container_update_state (f->s, c, cases[i], &err), 0);
+        assert_int_equal (cimg_container_update_state (f->st.s, c, cases[i], &err), 0);
       size_t n, nb;
       struct cimg_container **v = list (f, &n, &nb);
       assert_int_equal (nb, 1);
@@ -422,10 +403,10 @@ test_pid_identity (void **state)
       cimg_containers_free (v, n);
     }
   /* A new run records its own (0 where there is no pidfs) over the old one. */
-  assert_int_equal (cimg_container_set_running (f->s, c, getpid (), &err), 0);
+  assert_int_equal (cimg_container_set_running (f->st.s, c, getpid (), &err), 0);
   assert_int_equal (cimg_json_int (c->state, "PidIno"), ino);
   assert_string_equal (cimg_container_status (c), "running");
-  assert_int_equal (cimg_container_remove (f->s, c, &err), 0);
+  assert_int_equal (cimg_container_remove (f->st.s, c, &err), 0);
 }
 
 /* Newest first, as cimg_container_list. */
@@ -450,7 +431,7 @@ test_order (void **state)
   cimg_error_t err = { 0 };
   for (size_t i = 0; i < 3; i++)
     {
-      assert_int_equal (cimg_container_remove (f->s, c[i], &err), 0);
+      assert_int_equal (cimg_container_remove (f->st.s, c[i], &err), 0);
       cimg_container_free (c[i]);
     }
 }
@@ -459,12 +440,12 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_created_running_exited, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_damaged, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_stale, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_not_listed_and_unsummarised, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_pid_identity, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_order, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_created_running_exited, setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_damaged, setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_stale, setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_not_listed_and_unsummarised, setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_pid_identity, setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_order, setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

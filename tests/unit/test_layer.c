@@ -7,9 +7,8 @@
 #include <cmocka.h>
 
 #include "store/store-internal.h"
+#include "tests/unit/tar-helpers.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -19,128 +18,16 @@
 #include <sys/xattr.h>
 
 #define T0 1500000000
-#define T1 1600000000
+#define T1 TAR_MTIME
 #define T2 1700000000
 
-/* ---------------------------------------------------------------- memory buffers */
-
-struct membuf
-{
-  unsigned char *data;
-  size_t len, cap;
-};
-
-static void
-membuf_add (struct membuf *m, const void *p, size_t n)
-{
-  if (m->len + n > m->cap)
-    {
-      m->cap = (m->len + n) * 2 + 4096;
-      m->data = xrealloc (m->data, m->cap);
-    }
-  memcpy (m->data + m->len, p, n);
-  m->len += n;
-}
-
-static la_ssize_t
-mem_write_cb (struct archive *a, void *data, const void *buf, size_t n)
-{
-  membuf_add (data, buf, n);
-  return (la_ssize_t)n;
-}
+/* ---------------------------------------------------------------- tars (see tar-helpers.h) */
 
 static int
 mem_pack_cb (void *data, const void *buf, size_t len, cimg_error_t *err)
 {
   membuf_add (data, buf, len);
   return 0;
-}
-
-/* ---------------------------------------------------------------- tar generator */
-
-struct tarw
-{
-  struct archive *a;
-  struct membuf m;
-};
-
-static void
-tw_init (struct tarw *t)
-{
-  memset (t, 0, sizeof *t);
-  t->a = archive_write_new ();
-  assert_non_null (t->a);
-  /* Full pax, so that sub-second mtimes are always carried. */
-  assert_int_equal (archive_write_set_format_pax (t->a), ARCHIVE_OK);
-  assert_int_equal (archive_write_open (t->a, &t->m, NULL, mem_write_cb, NULL), ARCHIVE_OK);
-}
-
-static void
-tw_close (struct tarw *t)
-{
-  assert_int_equal (archive_write_close (t->a), ARCHIVE_OK);
-  archive_write_free (t->a);
-  t->a = NULL;
-}
-
-static void
-tw_free (struct tarw *t)
-{
-  if (t->a)
-    archive_write_free (t->a);
-  free (t->m.data);
-}
-
-static struct archive_entry *
-ent (const char *name, mode_t type, mode_t perm)
-{
-  struct archive_entry *e = archive_entry_new ();
-  archive_entry_copy_pathname (e, name);
-  archive_entry_set_filetype (e, type);
-  archive_entry_set_perm (e, perm);
-  archive_entry_set_mtime (e, T1, 0);
-  return e;
-}
-
-/* Writes e (freeing it) with data as its content. */
-static void
-tw_put (struct tarw *t, struct archive_entry *e, const void *data, size_t len)
-{
-  if (archive_entry_filetype (e) == AE_IFREG && archive_entry_hardlink (e) == NULL)
-    archive_entry_set_size (e, (la_int64_t)len);
-  assert_int_equal (archive_write_header (t->a, e), ARCHIVE_OK);
-  if (len > 0)
-    assert_int_equal (archive_write_data (t->a, data, len), (la_ssize_t)len);
-  archive_entry_free (e);
-}
-
-static void
-tw_file (struct tarw *t, const char *name, mode_t perm, const char *content)
-{
-  tw_put (t, ent (name, AE_IFREG, perm), content, strlen (content));
-}
-
-static void
-tw_dir (struct tarw *t, const char *name, mode_t perm)
-{
-  tw_put (t, ent (name, AE_IFDIR, perm), NULL, 0);
-}
-
-static void
-tw_symlink (struct tarw *t, const char *name, const char *target)
-{
-  struct archive_entry *e = ent (name, AE_IFLNK, 0777);
-  archive_entry_copy_symlink (e, target);
-  tw_put (t, e, NULL, 0);
-}
-
-static void
-tw_hardlink (struct tarw *t, const char *name, const char *target)
-{
-  struct archive_entry *e = ent (name, AE_IFREG, 0644);
-  archive_entry_copy_hardlink (e, target);
-  archive_entry_set_size (e, 0);
-  tw_put (t, e, NULL, 0);
 }
 
 static int

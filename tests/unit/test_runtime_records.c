@@ -14,6 +14,7 @@
 
 #include "runtime/runtime.h"
 #include "store/container.h"
+#include "tests/unit/fixture.h"
 
 struct fixture
 {
@@ -25,14 +26,7 @@ static int
 setup (void **state)
 {
   struct fixture *f = xzalloc (sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/cimg-test-records-XXXXXX");
-  if (mkdtemp (f->dir) == NULL)
-    return -1;
-  cimg_error_t err = { 0 };
-  cleanup_free char *root = xasprintf ("%s/root", f->dir);
-  f->s = cimg_store_open (root, &err);
-  if (f->s == NULL)
-    return -1;
+  f->s = temp_store_open (f->dir, sizeof f->dir);
   *state = f;
   return 0;
 }
@@ -41,10 +35,7 @@ static int
 teardown (void **state)
 {
   struct fixture *f = *state;
-  cimg_store_close (f->s);
-  cimg_error_t err = { 0 };
-  cimg_rm_rf_at (AT_FDCWD, f->dir, &err);
-  cimg_error_clear (&err);
+  temp_store_remove (f->s, f->dir);
   free (f);
   return 0;
 }

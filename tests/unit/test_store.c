@@ -12,40 +12,7 @@
 
 #include "store/image.h"
 #include "store/store-internal.h"
-
-struct fixture
-{
-  char dir[64];
-  struct cimg_store *s;
-};
-
-static int
-setup (void **state)
-{
-  struct fixture *f = xzalloc (sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/cimg-test-store-XXXXXX");
-  if (mkdtemp (f->dir) == NULL)
-    return -1;
-  cimg_error_t err = { 0 };
-  cleanup_free char *root = xasprintf ("%s/root", f->dir);
-  f->s = cimg_store_open (root, &err);
-  if (f->s == NULL)
-    return -1;
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  cimg_error_t err = { 0 };
-  cimg_store_close (f->s);
-  cimg_rm_rf_at (AT_FDCWD, f->dir, &err);
-  cimg_error_clear (&err);
-  free (f);
-  return 0;
-}
+#include "tests/unit/fixture.h"
 
 /* A tar (optionally compressed with the libarchive filter named) holding the given files. */
 static size_t
@@ -118,7 +85,7 @@ static const char *const contents1[] = { "", "hello world\n", "", "#!fake shell\
 static void
 test_blob_writer (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   char d[CIMG_DIGEST_BUFSIZE];
   assert_int_equal (cimg_store_put_blob (f->s, "abc", 3, NULL, d, &err), 0);
@@ -153,7 +120,7 @@ test_blob_writer (void **state)
 }
 
 static void
-sink_roundtrip (struct fixture *f, const char *filter)
+sink_roundtrip (struct store_fixture *f, const char *filter)
 {
   cimg_error_t err = { 0 };
   unsigned char plain[1 << 16], comp[1 << 16];
@@ -211,7 +178,7 @@ test_sink_plain (void **state)
 static void
 test_sink_refusals (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   unsigned char comp[1 << 16];
   size_t clen = make_tar ("gzip", names1, contents1, comp, sizeof comp);
@@ -248,7 +215,8 @@ test_sink_refusals (void **state)
 
 /* A one-layer image "x:1" from names1; returns its ID. */
 static void
-add_image (struct fixture *f, const char *tag, const char *created, char id[CIMG_DIGEST_BUFSIZE])
+add_image (struct store_fixture *f, const char *tag, const char *created,
+           char id[CIMG_DIGEST_BUFSIZE])
 {
   cimg_error_t err = { 0 };
   unsigned char comp[1 << 16];
@@ -275,7 +243,7 @@ add_image (struct fixture *f, const char *tag, const char *created, char id[CIMG
 static void
 test_images (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   char id[CIMG_DIGEST_BUFSIZE], id2[CIMG_DIGEST_BUFSIZE];
   add_image (f, "x:1", "2024-01-02T03:04:05Z", id);
@@ -338,7 +306,7 @@ test_images (void **state)
 static void
 test_check (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   char id[CIMG_DIGEST_BUFSIZE];
   add_image (f, "x:1", "2024-01-02T03:04:05Z", id);
@@ -385,7 +353,7 @@ test_check (void **state)
 static void
 test_manifests (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   cimg_error_t err = { 0 };
   unsigned char comp[1 << 16];
   size_t clen = make_tar ("gzip", names1, contents1, comp, sizeof comp);
@@ -517,14 +485,14 @@ main (void)
       return 77;
     }
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_blob_writer, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_sink_gzip, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_sink_zstd, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_sink_plain, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_sink_refusals, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_images, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_check, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_manifests, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_blob_writer, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_gzip, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_zstd, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_plain, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_refusals, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_images, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_check, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_manifests, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
