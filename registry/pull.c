@@ -2,6 +2,7 @@
 #include "registry/registry-internal.h"
 #include "store/image.h"
 #include "store/ingest.h"
+#include "store/layer-internal.h"
 #include "store/store-internal.h"
 
 #include <errno.h>
@@ -286,7 +287,11 @@ job_open_sink (struct job *j, cimg_error_t *err)
     }
   cimg_layer_sink_free (j->sink);
   j->sink = cimg_layer_sink_new (j->p->s, j->parent, 0, err);
-  return j->sink ? 0 : -1;
+  if (j->sink == NULL)
+    return -1;
+  /* The download file hashes the same bytes (and is verified in job_commit). */
+  cimg_layer_sink_digest_verified (j->sink);
+  return 0;
 }
 
 static int
@@ -552,11 +557,16 @@ job_commit (struct job *j, cimg_error_t *err)
   if (j->blob_only)
     return job_commit_blob (j, err);
   cimg_progress_done (j->p->progress, j->short_id, "Extracting");
+  /* The digest first (the sink relies on it), and the download's last bytes written out before
+     the layer's syncfs, which then makes the blob durable too: one sync for both. */
+  if (cimg_ingest_verify (j->ingest, err) < 0)
+    return -1;
   if (cimg_layer_sink_finish (j->sink, j->d.digest, j->diff_id, &j->info, err) < 0)
     return -1;
+  int rc = cimg_ingest_commit_synced (j->ingest, cimg_layer_sink_synced_fd (j->sink), err);
   cimg_layer_sink_free (j->sink);
   j->sink = NULL;
-  if (cimg_ingest_commit (j->ingest, err) < 0)
+  if (rc < 0)
     return -1;
   cimg_ingest_close (j->ingest, false);
   j->ingest = NULL;

@@ -23,7 +23,7 @@ struct cimg_ingest
   int fd;
   int64_t offset; /* bytes taken, the buffered ones included */
   struct cimg_sha256 *h;
-  bool replayed, committed;
+  bool replayed, committed, verified;
   unsigned char *wbuf; /* bytes taken but not yet written */
   size_t wlen;
 };
@@ -188,8 +188,10 @@ cimg_ingest_reset (struct cimg_ingest *g, cimg_error_t *err)
 }
 
 int
-cimg_ingest_commit (struct cimg_ingest *g, cimg_error_t *err)
+cimg_ingest_verify (struct cimg_ingest *g, cimg_error_t *err)
 {
+  if (g->verified)
+    return 0;
   if (!g->replayed && cimg_ingest_replay (g, NULL, NULL, err) < 0)
     return -1;
   char got[CIMG_DIGEST_BUFSIZE];
@@ -201,7 +203,17 @@ cimg_ingest_commit (struct cimg_ingest *g, cimg_error_t *err)
                            g->offset, g->size);
   if (flush_buf (g, err) < 0)
     return -1;
-  if (fsync (g->fd) < 0)
+  g->verified = true;
+  return 0;
+}
+
+static int
+commit (struct cimg_ingest *g, bool synced, cimg_error_t *err)
+{
+  if (cimg_ingest_verify (g, err) < 0)
+    return -1;
+  /* The bytes are durable before the name says they are the blob. */
+  if (!synced && fsync (g->fd) < 0)
     return cimg_error_sys (err, "fsync %s/%s", g->s->root, g->name);
   if (mkdirat (g->s->dirfd, "blobs", 0700) < 0 && errno != EEXIST)
     return cimg_error_sys (err, "create %s/blobs", g->s->root);
@@ -214,6 +226,23 @@ cimg_ingest_commit (struct cimg_ingest *g, cimg_error_t *err)
   if (cimg_fsync_dir_at (g->s->dirfd, "blobs/sha256") < 0)
     return cimg_error_sys (err, "fsync %s/blobs/sha256", g->s->root);
   return 0;
+}
+
+int
+cimg_ingest_commit (struct cimg_ingest *g, cimg_error_t *err)
+{
+  return commit (g, false, err);
+}
+
+int
+cimg_ingest_commit_synced (struct cimg_ingest *g, int fs_fd, cimg_error_t *err)
+{
+  /* A syncfs covers only its own file system: the download may sit on another one (a store
+     whose ingest/ is a mount of its own). */
+  struct stat a, b;
+  bool synced = g->verified && fs_fd >= 0 && fstat (fs_fd, &a) == 0 && fstat (g->fd, &b) == 0
+                && a.st_dev == b.st_dev;
+  return commit (g, synced, err);
 }
 
 void

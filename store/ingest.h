@@ -26,6 +26,13 @@ int cimg_ingest_write (struct cimg_ingest *g, const void *buf, size_t len, cimg_
 int cimg_ingest_reset (struct cimg_ingest *g, cimg_error_t *err);
 /* Verify the digest and size, fsync, rename into blobs/. */
 int cimg_ingest_commit (struct cimg_ingest *g, cimg_error_t *err);
+/* Verify the digest and size and write out every byte taken, without committing: nothing is
+   taken after it. */
+int cimg_ingest_verify (struct cimg_ingest *g, cimg_error_t *err);
+/* cimg_ingest_commit after cimg_ingest_verify and then a syncfs of fs_fd's file system (the
+   layer's, store/layer-internal.h): when the download is on that file system its bytes are
+   already durable and its own fsync is left out; otherwise (or fs_fd -1) it is fsynced. */
+int cimg_ingest_commit_synced (struct cimg_ingest *g, int fs_fd, cimg_error_t *err);
 /* Close. keep: leave an uncommitted file for a later resume; otherwise it is removed. */
 void cimg_ingest_close (struct cimg_ingest *g, bool keep);
 

@@ -12,4 +12,18 @@
    ~/.config/cimg/config.json), else 64 GiB. Returns 0, or -1 with err naming the bad setting. */
 int cimg_layer_max_size (int64_t *out, cimg_error_t *err);
 
+struct cimg_layer_sink;
+
+/* The caller verifies the compressed bytes' digest itself (registry/pull.c: the download file
+   hashes them, store/ingest.c) before cimg_layer_sink_finish, and passes that digest as
+   expected_digest: the sink does not hash the same ~100 MB a second time on the thread that
+   feeds it. */
+void cimg_layer_sink_digest_verified (struct cimg_layer_sink *k);
+
+/* After a successful cimg_layer_sink_finish that committed the layer: an fd on the file system
+   it synced (syncfs) just before the commit, valid until cimg_layer_sink_free; -1 when it did
+   not sync (the layer was already in the store). Whatever was written on that file system
+   before the finish is durable. */
+int cimg_layer_sink_synced_fd (struct cimg_layer_sink *k);
+
 #endif

@@ -22,6 +22,8 @@ struct cimg_layer_sink
   int flags;
   struct cimg_blob_writer *blob;
   struct cimg_sha256 *h_comp, *h_diff;
+  bool comp_verified; /* the caller verifies the compressed digest (no h_comp) */
+  bool synced;        /* finish ran syncfs (diffd's file system) */
   int64_t comp_size;
   struct cimg_inflater *inflater;
   char *tmpname; /* "layers/tmp-<random>" */
@@ -33,11 +35,11 @@ struct cimg_layer_sink
   pthread_cond_t cv;
   unsigned char *ring;
   size_t rpos, rlen;
-  bool eof;        /* the producer has no more bytes */
+  size_t lent; /* bytes at rpos handed to libarchive by the last ring_read, still counted in rlen */
+  bool eof;    /* the producer has no more bytes */
   bool worker_end; /* the worker stopped reading (done or failed) */
   int worker_rc;
   cimg_error_t worker_err;
-  unsigned char *rbuf; /* the worker's chunk handed to libarchive */
   struct cimg_apply_stats stats;
   bool finished;
   int64_t max_size;   /* max-layer-size; 0: none */
@@ -165,30 +167,32 @@ cimg_layer_max_size (int64_t *out, cimg_error_t *err)
   return 0;
 }
 
+/* libarchive reads the ring in place: a read callback's buffer need only stay valid until the
+   next call, so the bytes handed over are released then (no copy of every tar byte on the
+   extraction thread, which is the one a pull waits for). */
 static ssize_t
 ring_read (struct archive *a, void *data, const void **buf)
 {
   struct cimg_layer_sink *k = data;
   (void)a;
   pthread_mutex_lock (&k->mu);
+  if (k->lent > 0)
+    {
+      k->rpos = (k->rpos + k->lent) % RING_SIZE;
+      k->rlen -= k->lent;
+      k->lent = 0;
+      pthread_cond_broadcast (&k->cv);
+    }
   while (k->rlen == 0 && !k->eof)
     pthread_cond_wait (&k->cv, &k->mu);
-  size_t n = 0;
-  while (k->rlen > 0 && n < READ_CHUNK)
-    {
-      size_t chunk = RING_SIZE - k->rpos;
-      if (chunk > k->rlen)
-        chunk = k->rlen;
-      if (chunk > READ_CHUNK - n)
-        chunk = READ_CHUNK - n;
-      memcpy (k->rbuf + n, k->ring + k->rpos, chunk);
-      n += chunk;
-      k->rpos = (k->rpos + chunk) % RING_SIZE;
-      k->rlen -= chunk;
-    }
-  pthread_cond_broadcast (&k->cv);
+  size_t n = RING_SIZE - k->rpos; /* contiguous up to the end of the ring */
+  if (n > k->rlen)
+    n = k->rlen;
+  if (n > READ_CHUNK)
+    n = READ_CHUNK;
+  k->lent = n;
+  *buf = k->ring + k->rpos;
   pthread_mutex_unlock (&k->mu);
-  *buf = k->rbuf;
   return (ssize_t)n;
 }
 
@@ -370,7 +374,6 @@ cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flag
         goto fail;
     }
   k->ring = xmalloc (RING_SIZE);
-  k->rbuf = xmalloc (READ_CHUNK);
   if (pthread_create (&k->thread, NULL, worker, k) != 0)
     {
       cimg_error_sys (err, "start extraction thread");
@@ -385,10 +388,23 @@ fail:
   return NULL;
 }
 
+void
+cimg_layer_sink_digest_verified (struct cimg_layer_sink *k)
+{
+  k->comp_verified = true;
+}
+
+int
+cimg_layer_sink_synced_fd (struct cimg_layer_sink *k)
+{
+  return k->synced ? k->diffd : -1;
+}
+
 int
 cimg_layer_sink_write (struct cimg_layer_sink *k, const void *buf, size_t len, cimg_error_t *err)
 {
-  cimg_sha256_update (k->h_comp, buf, len);
+  if (!k->comp_verified)
+    cimg_sha256_update (k->h_comp, buf, len);
   k->comp_size += (int64_t)len;
   if (k->blob && cimg_blob_writer_write (k->blob, buf, len, err) < 0)
     return -1;
@@ -418,6 +434,8 @@ media_type_of (const char *kind)
   return MT_OCI_LAYER_TAR;
 }
 
+/* layer.json goes into the layer's temporary directory, which nobody reads: it needs neither a
+   rename of its own nor an fsync, the syncfs before the directory's rename covers it. */
 static int
 write_layer_json (struct cimg_layer_sink *k, const struct cimg_layer_info *info, const char *link,
                   cimg_error_t *err)
@@ -426,8 +444,15 @@ write_layer_json (struct cimg_layer_sink *k, const struct cimg_layer_info *info,
       "{s:s, s:s, s:s, s:[s], s:s, s:I, s:I, s:s}", "chain_id", info->chain_id, "diff_id",
       info->diff_id, "parent", k->parent, "digests", info->digest, "media_type", info->media_type,
       "blob_size", (json_int_t)info->blob_size, "size", (json_int_t)info->size, "link", link);
+  cleanup_free char *text = json_dumps (j, JSON_COMPACT | JSON_SORT_KEYS);
+  if (text == NULL)
+    return cimg_error_set (err, ENOMEM, "encode layer.json");
   cleanup_free char *path = xasprintf ("%s/layer.json", k->tmpname);
-  return cimg_json_save_at (k->s->dirfd, path, j, err);
+  cleanup_close int fd
+      = openat (k->s->dirfd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0 || cimg_write_all (fd, text, strlen (text)) < 0)
+    return cimg_error_sys (err, "write %s/%s", k->s->root, path);
+  return 0;
 }
 
 /* Add digest to the list of compressed forms an existing layer is known by (best effort: the
@@ -466,7 +491,14 @@ cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
   stop_flusher (k);
   if (k->worker_rc < 0)
     return worker_error (k, err);
-  cimg_sha256_final (k->h_comp, li.digest);
+  if (k->comp_verified)
+    {
+      if (expected_digest == NULL || !cimg_digest_valid (expected_digest))
+        return cimg_error_set (err, EINVAL, "no verified digest for the layer");
+      snprintf (li.digest, sizeof li.digest, "%s", expected_digest);
+    }
+  else
+    cimg_sha256_final (k->h_comp, li.digest);
   cimg_sha256_final (k->h_diff, li.diff_id);
   if (expected_digest && strcmp (expected_digest, li.digest) != 0)
     return cimg_error_set (err, EINVAL, "digest mismatch (got %s, expected %s)", li.digest,
@@ -482,9 +514,6 @@ cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
   if (k->blob && cimg_blob_writer_commit (k->blob, NULL, err) < 0)
     return -1;
 
-  /* The data must be on disk before the rename makes the layer visible. */
-  if (syncfs (k->diffd) < 0)
-    return cimg_error_sys (err, "sync layer");
   const char *hex = cimg_digest_hex (li.chain_id);
   cleanup_free char *final = xasprintf ("layers/%s", hex);
   if (cimg_store_has_layer (k->s, li.chain_id))
@@ -499,12 +528,24 @@ cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
       cimg_random_hex64 (rnd);
       char link[27];
       snprintf (link, sizeof link, "%.26s", rnd);
+      /* layer.json and the l/ link before the sync, so that one syncfs makes the files, the
+         record and the link durable (a crash leaves at most a dangling link, which gc and
+         `system check` remove). */
       if (write_layer_json (k, &li, link, err) < 0)
         return -1;
       cleanup_free char *lpath = xasprintf ("l/%s", link);
       cleanup_free char *target = xasprintf ("../layers/%s/diff", hex);
       if (symlinkat (target, k->s->dirfd, lpath) < 0)
         return cimg_error_sys (err, "link %s", lpath);
+      /* The data must be on disk before the rename makes the layer visible. */
+      if (syncfs (k->diffd) < 0)
+        {
+          int saved = errno;
+          unlinkat (k->s->dirfd, lpath, 0);
+          errno = saved;
+          return cimg_error_sys (err, "sync layer");
+        }
+      k->synced = true;
       if (renameat (k->s->dirfd, k->tmpname, k->s->dirfd, final) < 0)
         {
           int saved = errno;
@@ -547,7 +588,6 @@ cimg_layer_sink_free (struct cimg_layer_sink *k)
   pthread_mutex_destroy (&k->fmu);
   pthread_cond_destroy (&k->fcv);
   free (k->ring);
-  free (k->rbuf);
   free (k->tmpname);
   free (k);
 }

@@ -1,0 +1,203 @@
+/* Unit tests for the pull path's shortcuts (docs/store.md, "The layer sink"): files dated and
+   closed on a thread of their own still get their times and leave no fd open; a download
+   verified before the layer's syncfs becomes the blob only when its digest matches; a sink that
+   leaves the compressed digest to its caller records the digest it is given and refuses to
+   finish without one. */
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "store/ingest.h"
+#include "store/layer-internal.h"
+#include "store/store-internal.h"
+#include "tests/unit/fixture.h"
+#include "tests/unit/tar-helpers.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+static int
+open_fds (void)
+{
+  DIR *d = opendir ("/proc/self/fd");
+  assert_non_null (d);
+  int n = 0;
+  while (readdir (d))
+    n++;
+  closedir (d);
+  return n;
+}
+
+/* More files than the closer's queue holds, in several directories, each with its own time. */
+static void
+test_many_files_dated_and_closed (void **state)
+{
+  struct store_fixture *f = *state;
+  enum
+  {
+    N = 700
+  };
+  struct tarw t;
+  tw_init (&t);
+  for (int i = 0; i < N; i++)
+    {
+      char name[64], content[32];
+      if (i % 100 == 0)
+        {
+          snprintf (name, sizeof name, "d%d", i / 100);
+          tw_dir (&t, name, 0755);
+        }
+      snprintf (name, sizeof name, "d%d/f%d", i / 100, i);
+      snprintf (content, sizeof content, "file %d", i);
+      struct archive_entry *e = ent (name, AE_IFREG, i % 7 == 0 ? 04755 : 0644);
+      archive_entry_set_mtime (e, TAR_MTIME + i, i * 1000);
+      tw_put (&t, e, content, strlen (content));
+    }
+  tw_close (&t);
+
+  cleanup_free char *root = xasprintf ("%s/layer", f->dir);
+  assert_int_equal (mkdir (root, 0755), 0);
+  int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (rootfd >= 0);
+  int before = open_fds ();
+  struct archive *a = archive_read_new ();
+  archive_read_support_format_tar (a);
+  assert_int_equal (archive_read_open_memory (a, t.m.data, t.m.len), ARCHIVE_OK);
+  cimg_error_t err = { 0 };
+  int r = cimg_layer_apply (a, rootfd, NULL, NULL, &err);
+  archive_read_free (a);
+  if (r < 0)
+    fail_msg ("apply: %s", err.msg);
+  assert_int_equal (open_fds (), before);
+
+  for (int i = 0; i < N; i++)
+    {
+      char name[64], want[32], got[32] = { 0 };
+      snprintf (name, sizeof name, "d%d/f%d", i / 100, i);
+      struct stat st;
+      assert_int_equal (fstatat (rootfd, name, &st, AT_SYMLINK_NOFOLLOW), 0);
+      assert_int_equal (st.st_mtim.tv_sec, TAR_MTIME + i);
+      assert_int_equal (st.st_mtim.tv_nsec, i * 1000);
+      assert_int_equal (st.st_mode & 07777, i % 7 == 0 ? 04755 : 0644);
+      int fd = openat (rootfd, name, O_RDONLY | O_CLOEXEC);
+      assert_true (fd >= 0);
+      assert_true (read (fd, got, sizeof got - 1) > 0);
+      close (fd);
+      snprintf (want, sizeof want, "file %d", i);
+      assert_string_equal (got, want);
+    }
+  close (rootfd);
+  tw_free (&t);
+}
+
+static void
+test_verified_download_commits_after_sync (void **state)
+{
+  struct store_fixture *f = *state;
+  char data[100000], digest[CIMG_DIGEST_BUFSIZE], other[CIMG_DIGEST_BUFSIZE];
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (char)(i * 13);
+  cimg_sha256_buf (data, sizeof data, digest);
+  cimg_sha256_buf (data, sizeof data - 1, other);
+  cleanup_free char *root = xasprintf ("%s/root", f->dir);
+  cleanup_close int fsfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (fsfd >= 0);
+  cimg_error_t err = { 0 };
+
+  /* Bytes that do not hash to the digest: refused before anything is synced or renamed. */
+  struct cimg_ingest *g = cimg_ingest_open (f->s, other, sizeof data, &err);
+  assert_non_null (g);
+  assert_int_equal (cimg_ingest_write (g, data, sizeof data, &err), 0);
+  assert_int_equal (cimg_ingest_verify (g, &err), -1);
+  assert_non_null (strstr (err.msg, "digest mismatch"));
+  cimg_error_clear (&err);
+  assert_int_equal (cimg_ingest_commit_synced (g, fsfd, &err), -1);
+  cimg_error_clear (&err);
+  cimg_ingest_close (g, false);
+  assert_false (cimg_store_has_blob (f->s, other));
+
+  g = cimg_ingest_open (f->s, digest, sizeof data, &err);
+  assert_non_null (g);
+  assert_int_equal (cimg_ingest_write (g, data, 1000, &err), 0);
+  assert_int_equal (cimg_ingest_write (g, data + 1000, sizeof data - 1000, &err), 0);
+  assert_int_equal (cimg_ingest_verify (g, &err), 0);
+  assert_false (cimg_store_has_blob (f->s, digest));
+  assert_int_equal (syncfs (fsfd), 0);
+  assert_int_equal (cimg_ingest_commit_synced (g, fsfd, &err), 0);
+  cimg_ingest_close (g, false);
+  assert_true (cimg_store_has_blob (f->s, digest));
+  assert_int_equal (cimg_store_blob_size (f->s, digest), sizeof data);
+  cleanup_free char *partial = xasprintf ("%s/root/ingest/dl-%s", f->dir, cimg_digest_hex (digest));
+  struct stat st;
+  assert_int_equal (stat (partial, &st), -1);
+}
+
+static struct cimg_layer_sink *
+sink_of (struct cimg_store *s, const struct membuf *tar)
+{
+  cimg_error_t err = { 0 };
+  struct cimg_layer_sink *k = cimg_layer_sink_new (s, NULL, 0, &err);
+  if (k == NULL)
+    fail_msg ("sink: %s", err.msg);
+  cimg_layer_sink_digest_verified (k);
+  if (cimg_layer_sink_write (k, tar->data, tar->len, &err) < 0)
+    fail_msg ("write: %s", err.msg);
+  return k;
+}
+
+static void
+test_sink_takes_the_verified_digest (void **state)
+{
+  struct store_fixture *f = *state;
+  struct tarw t;
+  tw_init (&t);
+  tw_file (&t, "hello", 0644, "hello");
+  tw_close (&t);
+  char digest[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_buf (t.m.data, t.m.len, digest);
+  cimg_error_t err = { 0 };
+  struct cimg_layer_info info;
+
+  /* No digest to take: nothing is recorded. */
+  struct cimg_layer_sink *k = sink_of (f->s, &t.m);
+  assert_int_equal (cimg_layer_sink_finish (k, NULL, NULL, &info, &err), -1);
+  cimg_error_clear (&err);
+  cimg_layer_sink_free (k);
+
+  k = sink_of (f->s, &t.m);
+  if (cimg_layer_sink_finish (k, digest, NULL, &info, &err) < 0)
+    fail_msg ("finish: %s", err.msg);
+  assert_true (cimg_layer_sink_synced_fd (k) >= 0);
+  cimg_layer_sink_free (k);
+  assert_string_equal (info.digest, digest);
+  assert_true (cimg_store_has_layer (f->s, info.chain_id));
+  struct cimg_layer_info stored;
+  assert_int_equal (cimg_store_layer_info (f->s, info.chain_id, &stored, &err), 0);
+  assert_string_equal (stored.digest, digest);
+  assert_string_equal (stored.diff_id, info.diff_id);
+
+  /* The same layer again: it is already there, so nothing is synced for it. */
+  k = sink_of (f->s, &t.m);
+  assert_int_equal (cimg_layer_sink_finish (k, digest, NULL, &info, &err), 0);
+  assert_int_equal (cimg_layer_sink_synced_fd (k), -1);
+  cimg_layer_sink_free (k);
+  tw_free (&t);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_many_files_dated_and_closed, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_verified_download_commits_after_sync, store_setup,
+                                     store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_takes_the_verified_digest, store_setup,
+                                     store_teardown),
+  };
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
