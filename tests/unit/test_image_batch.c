@@ -12,44 +12,11 @@
 
 #include "store/image.h"
 #include "store/store-internal.h"
-
-struct fixture
-{
-  char dir[64];
-  struct cimg_store *s;
-};
-
-static int
-setup (void **state)
-{
-  struct fixture *f = xzalloc (sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/cimg-test-batch-XXXXXX");
-  if (mkdtemp (f->dir) == NULL)
-    return -1;
-  cimg_error_t err = { 0 };
-  cleanup_free char *root = xasprintf ("%s/root", f->dir);
-  f->s = cimg_store_open (root, &err);
-  if (f->s == NULL)
-    return -1;
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  cimg_error_t err = { 0 };
-  cimg_store_close (f->s);
-  cimg_rm_rf_at (AT_FDCWD, f->dir, &err);
-  cimg_error_clear (&err);
-  free (f);
-  return 0;
-}
+#include "tests/unit/fixture.h"
 
 /* A scratch image (no layer) told apart by n, tagged with the NULL-terminated tags. */
 static void
-add_image (struct fixture *f, int n, const char *const *tags, char id[CIMG_DIGEST_BUFSIZE])
+add_image (struct store_fixture *f, int n, const char *const *tags, char id[CIMG_DIGEST_BUFSIZE])
 {
   cimg_error_t err = { 0 };
   cleanup_free char *config = xasprintf (
@@ -65,7 +32,7 @@ add_image (struct fixture *f, int n, const char *const *tags, char id[CIMG_DIGES
 
 /* The tags of the index, sorted, joined with blanks. */
 static char *
-index_tags (struct fixture *f)
+index_tags (struct store_fixture *f)
 {
   cimg_error_t err = { 0 };
   cleanup_json json_t *idx = cimg_index_load (f->s, &err);
@@ -94,7 +61,7 @@ index_tags (struct fixture *f)
 }
 
 static bool
-index_has_image (struct fixture *f, const char *id)
+index_has_image (struct store_fixture *f, const char *id)
 {
   cimg_error_t err = { 0 };
   cleanup_json json_t *idx = cimg_index_load (f->s, &err);
@@ -103,7 +70,7 @@ index_has_image (struct fixture *f, const char *id)
 }
 
 static bool
-record_exists (struct fixture *f, const char *id)
+record_exists (struct store_fixture *f, const char *id)
 {
   cleanup_free char *p = xasprintf ("images/%s", cimg_digest_hex (id));
   return faccessat (f->s->dirfd, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
@@ -131,7 +98,7 @@ outcome (struct cimg_image_batch *b, size_t i, int *code)
 }
 
 static ino_t
-index_inode (struct fixture *f)
+index_inode (struct store_fixture *f)
 {
   struct stat st;
   assert_int_equal (fstatat (f->s->dirfd, "index", &st, 0), 0);
@@ -141,7 +108,7 @@ index_inode (struct fixture *f)
 static void
 test_remove_in_order (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   char a[CIMG_DIGEST_BUFSIZE], b2[CIMG_DIGEST_BUFSIZE];
   add_image (f, 1, (const char *const[]){ "a:1", "a:2", "a:3", NULL }, a);
   add_image (f, 2, (const char *const[]){ "b:1", NULL }, b2);
@@ -191,7 +158,7 @@ test_remove_in_order (void **state)
 static void
 test_remove_conflicts (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   char a[CIMG_DIGEST_BUFSIZE], u[CIMG_DIGEST_BUFSIZE];
   add_image (f, 1, (const char *const[]){ "a:1", "a:2", NULL }, a);
   add_image (f, 2, (const char *const[]){ "u:1", "u:2", NULL }, u);
@@ -249,7 +216,7 @@ test_remove_conflicts (void **state)
 static void
 test_remove_nothing (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   char a[CIMG_DIGEST_BUFSIZE];
   add_image (f, 1, (const char *const[]){ "a:1", "a:2", NULL }, a);
   ino_t before = index_inode (f);
@@ -281,7 +248,7 @@ test_remove_nothing (void **state)
 static void
 test_tags (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   char a[CIMG_DIGEST_BUFSIZE];
   add_image (f, 1, NULL, a);
   cimg_error_t err = { 0 };
@@ -321,7 +288,7 @@ test_tags (void **state)
 static void
 test_remove_then_add (void **state)
 {
-  struct fixture *f = *state;
+  struct store_fixture *f = *state;
   char a[CIMG_DIGEST_BUFSIZE], again[CIMG_DIGEST_BUFSIZE];
   add_image (f, 1, (const char *const[]){ "a:1", NULL }, a);
   cimg_error_t err = { 0 };
@@ -353,11 +320,11 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_remove_in_order, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_remove_conflicts, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_remove_nothing, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_tags, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_remove_then_add, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_remove_in_order, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_remove_conflicts, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_remove_nothing, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_tags, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_remove_then_add, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
