@@ -41,6 +41,8 @@ CURVES = {
     "tag": ("cimg tag (one index update) against image count", "images in the store", "ms", "tag"),
     "tag-instr": ("cimg tag: instructions (callgrind) against image count", "images in the store", "M instr", "tag-instr"),
     "load-many": ("cimg load of many images: time per image", "images in the store after the load", "ms", "load-many"),
+    "load-curve-0": ("cimg load of K images into an empty store: time per image", "images in the archive (K)", "ms", "load-curve-0"),
+    "load-curve-1000": ("cimg load of K images into a store of 1000: time per image", "images in the archive (K)", "ms", "load-curve-1000"),
     "ps": ("cimg ps against running containers", "running containers", "ms", "ps"),
     "ps-instr": ("cimg ps: instructions (callgrind) against running containers", "running containers", "M instr", "ps-instr"),
     "monitors": ("Private memory of the cimg monitors", "running detached containers", "MiB", "monitors"),

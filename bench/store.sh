@@ -114,7 +114,7 @@ if docker_start; then
   if "${DOCKER[@]}" load -q -i "$W/many1000.tar" >/dev/null 2>"$W/err"; then
     t1=$(date +%s%N)
     echo "docker load of 1000 images: $(((t1 - t0) / 1000000)) ms"
-    python3 -c 'import json, sys; print(json.dumps({"bench": "load-many", "case": "docker load of 1000 images into an empty store", "unit": "ms", "runs": 1, "warmup": 0, "order": ["docker"], "times": {"docker": [int(sys.argv[1]) / 1e6 / 1000]}, "errors": {}, "note": "ms per image"}))' $((t1 - t0)) >>"$BENCH_RESULTS"
+    python3 -c 'import json, sys; print(json.dumps({"bench": "load-many", "case": "docker load of 1000 images into an empty store (time per image)", "unit": "ms", "runs": 1, "warmup": 0, "order": ["docker"], "times": {"docker": [int(sys.argv[1]) / 1e6 / 1000]}, "errors": {}, "note": "ms per image"}))' $((t1 - t0)) >>"$BENCH_RESULTS"
     contender_argv docker "${DOCKER[@]}" images
     peer docker 1
   else
@@ -128,7 +128,7 @@ if podman_ready; then
   if timeout "$PODMAN_LOAD_TIMEOUT" "${PODMAN[@]}" load -q -i "$W/many1000.tar" >/dev/null 2>"$W/err"; then
     t1=$(date +%s%N)
     echo "podman load of 1000 images: $(((t1 - t0) / 1000000)) ms"
-    python3 -c 'import json, sys; print(json.dumps({"bench": "load-many", "case": "podman load of 1000 images into an empty store", "unit": "ms", "runs": 1, "warmup": 0, "order": ["podman"], "times": {"podman": [int(sys.argv[1]) / 1e6 / 1000]}, "errors": {}, "note": "ms per image"}))' $((t1 - t0)) >>"$BENCH_RESULTS"
+    python3 -c 'import json, sys; print(json.dumps({"bench": "load-many", "case": "podman load of 1000 images into an empty store (time per image)", "unit": "ms", "runs": 1, "warmup": 0, "order": ["podman"], "times": {"podman": [int(sys.argv[1]) / 1e6 / 1000]}, "errors": {}, "note": "ms per image"}))' $((t1 - t0)) >>"$BENCH_RESULTS"
     contender_argv podman "${PODMAN[@]}" images
     peer podman 1
   else
