@@ -240,21 +240,23 @@ reason (struct sweep_ctx *c, const char *dir, const char *name, size_t **counter
   return is_debris_name (name) ? "unfinished write" : NULL;
 }
 
-/* Inside each container's directory, the scratch directories of a writer cut short (commit's
-   shadow tree, commit.tmp-*). Only directories: a detached container's monitor writes
-   state.json atomically (state.json.tmp-*) without the store lock, so a temporary file there may
-   belong to a live write. Writers of these directories hold the store lock, check the
-   exclusive one. */
+/* Inside each record's directory, what a writer cut short left: in containers/<id>/ the
+   scratch directories of commit (commit.tmp-*) — only directories, because a detached
+   container's monitor writes state.json atomically (state.json.tmp-*) without the store lock,
+   so a temporary file there may belong to a live write; in images/<id>/ the temporary file of
+   an atomic image.json write (every writer of an image record holds the store lock). Check
+   holds the exclusive one. */
 static int
-sweep_containers (struct cimg_store *s, bool fix, struct problems *pr, cimg_error_t *err)
+sweep_records (struct cimg_store *s, const char *top, bool dirs_only, bool fix, struct problems *pr,
+               cimg_error_t *err)
 {
-  cleanup_dir DIR *d = open_dir (s, "containers");
+  cleanup_dir DIR *d = open_dir (s, top);
   struct dirent *e;
   while (d && (e = readdir (d)))
     {
       if (!cimg_hex64_valid (e->d_name))
         continue;
-      cleanup_free char *dir = xasprintf ("containers/%s", e->d_name);
+      cleanup_free char *dir = xasprintf ("%s/%s", top, e->d_name);
       cleanup_dir DIR *cd = open_dir (s, dir);
       struct dirent *ce;
       while (cd && (ce = readdir (cd)))
@@ -262,7 +264,7 @@ sweep_containers (struct cimg_store *s, bool fix, struct problems *pr, cimg_erro
           struct stat st;
           if (!is_debris_name (ce->d_name)
               || fstatat (dirfd (cd), ce->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
-              || !S_ISDIR (st.st_mode))
+              || (dirs_only && !S_ISDIR (st.st_mode)))
             continue;
           problem (pr, true, "%s/%s: unfinished write", dir, ce->d_name);
           if (fix && cimg_rm_rf_at (dirfd (cd), ce->d_name, err) < 0)
@@ -554,7 +556,9 @@ cimg_store_check (struct cimg_store *s, bool repair, struct cimg_check_problem *
     }
     rc = sweep (s, idx, &l, repair, &pr, NULL, err);
     if (rc == 0)
-      rc = sweep_containers (s, repair, &pr, err);
+      rc = sweep_records (s, "containers", true, repair, &pr, err);
+    if (rc == 0)
+      rc = sweep_records (s, "images", false, repair, &pr, err);
     live_free (&l);
   }
 out:

@@ -321,10 +321,28 @@ test_check (void **state)
   int fd = openat (dfd, "ingest/blob-dead", O_WRONLY | O_CREAT, 0600);
   close (fd);
   mkdirat (dfd, "layers/tmp-dead", 0700);
+  /* An image record's write cut short: its temporary file beside image.json (a kill in load). */
+  cleanup_free char *rec_tmp = xasprintf ("images/%s/image.json.tmp-dead", cimg_digest_hex (id));
+  fd = openat (dfd, rec_tmp, O_WRONLY | O_CREAT, 0600);
+  assert_true (fd >= 0);
+  close (fd);
   assert_int_equal (cimg_store_check (f->s, false, &v, &n, &err), 0);
-  assert_int_equal (n, 2);
-  assert_true (v[0].debris && v[1].debris);
+  assert_int_equal (n, 3);
+  assert_true (v[0].debris && v[1].debris && v[2].debris);
+  bool named = false;
+  for (size_t i = 0; i < n; i++)
+    named |= strstr (v[i].what, "image.json.tmp-dead") != NULL;
+  assert_true (named);
   cimg_check_problems_free (v, n);
+  assert_int_equal (cimg_store_check (f->s, true, &v, &n, &err), 0);
+  cimg_check_problems_free (v, n);
+  assert_int_equal (cimg_store_check (f->s, false, &v, &n, &err), 0);
+  assert_int_equal (n, 0);
+  cimg_check_problems_free (v, n);
+  struct stat st;
+  assert_int_equal (fstatat (dfd, rec_tmp, &st, 0), -1);
+  cleanup_free char *rec = xasprintf ("images/%s/image.json", cimg_digest_hex (id));
+  assert_int_equal (fstatat (dfd, rec, &st, 0), 0); /* the record itself stays */
 
   /* A config blob that rotted: a real problem; repair removes the image and its tag. */
   cleanup_free char *path = cimg_blob_path (id);
