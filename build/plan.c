@@ -80,9 +80,7 @@ meta_env (const struct cimg_dockerfile *df, size_t nmeta, char *const *build_arg
 static void
 render_json (struct sbuf *b, char *const *v)
 {
-  json_t *a = json_array ();
-  for (size_t i = 0; v[i]; i++)
-    json_array_append_new (a, json_string (v[i]));
+  json_t *a = cimg_json_from_strv (v);
   char *s = json_dumps (a, JSON_COMPACT | JSON_ENCODE_ANY);
   sbuf_adds (b, s ? s : "[]");
   free (s);
