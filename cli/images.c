@@ -255,6 +255,11 @@ cmd_tag (struct cli *c, int argc, char **argv)
   if (s == NULL)
     return EXIT_FAIL;
   cimg_error_t err = { 0 };
+  /* Shared from the lookup to the tag: rmi and prune remove images under the exclusive lock,
+     so the image found is still there when its manifest and the tag are recorded (without it a
+     racing rmi made tag fail with "image … is not in the store" instead of "No such image"). */
+  if (cimg_store_lock (s, CIMG_LOCK_SHARED, &err) < 0)
+    return cli_fail (&err);
   cleanup_image struct cimg_image *img = cimg_store_find_image (s, argv[optind], &err);
   if (img == NULL || tag_keep_manifest (s, img->id, argv[optind], argv[optind + 1], &err) < 0
       || cimg_store_tag (s, img->id, argv[optind + 1], &err) < 0)
