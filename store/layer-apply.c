@@ -498,32 +498,27 @@ apply_xattrs (struct archive_entry *e, int fd, const char *path, cimg_error_t *e
 }
 
 /* Ownership, then mode (chown clears setuid/setgid), then xattrs (chown also drops
-   security.capability), then times, all through fd. Directories' times are set at the end.
-   fresh: fd is a file just created in the cached parent with mode fresh_mode; the chown and
-   chmod that would change nothing are left out (two syscalls of a handful per file). */
+   security.capability), all through fd. Times are set by the callers: a file's when it is
+   closed, a directory's at the end. have_uid, have_gid and have_mode are what fd has now, when
+   known ((uid_t)-1, (gid_t)-1 and -1 when not): the chown and chmod that would change nothing
+   are left out (two syscalls of a handful per file or directory). */
 static int
-apply_meta_fd (struct apply_ctx *c, struct archive_entry *e, int fd, bool times, bool fresh,
-               mode_t fresh_mode, cimg_error_t *err)
+apply_meta_fd (struct archive_entry *e, int fd, uid_t have_uid, gid_t have_gid, int have_mode,
+               cimg_error_t *err)
 {
   uid_t uid = 0;
   gid_t gid = 0;
   if (entry_owner (e, &uid, &gid, err) < 0)
     return -1;
   mode_t perm = archive_entry_perm (e) & 07777;
-  bool owned = fresh && uid == c->euid && gid == c->pgid;
+  /* entry_owner never gives (uid_t)-1, so an unknown owner is never taken as this one. */
+  bool owned = uid == have_uid && gid == have_gid;
   if (!owned && fchown (fd, uid, gid) < 0)
     return cimg_error_sys (err, "chown");
-  if ((!owned || perm != fresh_mode) && fchmod (fd, perm) < 0)
+  if ((!owned || have_mode != (int)perm) && fchmod (fd, perm) < 0)
     return cimg_error_sys (err, "chmod");
   if (apply_xattrs (e, fd, NULL, err) < 0)
     return -1;
-  if (times)
-    {
-      struct timespec ts[2];
-      entry_times (e, ts);
-      if (futimens (fd, ts) < 0)
-        return cimg_error_sys (err, "set times");
-    }
   return 0;
 }
 
@@ -751,7 +746,7 @@ apply_root (struct apply_ctx *c, struct archive_entry *e, cimg_error_t *err)
     return cimg_error_sys (err, "open the layer root");
   /* The root's group and setgid bit may change, which the cached parent's pgid may not miss. */
   c->pvalid = false;
-  if (apply_meta_fd (c, e, fd, false, false, 0, err) < 0)
+  if (apply_meta_fd (e, fd, (uid_t)-1, (gid_t)-1, -1, err) < 0)
     return -1;
   remember_dir (c, "", e);
   return 0;
@@ -782,19 +777,27 @@ apply_regular (struct apply_ctx *c, struct archive_entry *e, int dfd, const char
     }
   if (write_content (c, e, fd, err) < 0)
     return -1;
-  if (apply_meta_fd (c, e, fd, false, true, exact ? perm : (mode_t)-1, err) < 0)
+  if (apply_meta_fd (e, fd, c->euid, c->pgid, exact ? (int)perm : -1, err) < 0)
     return -1;
   struct timespec ts[2];
   entry_times (e, ts);
   return date_and_close (c, steal_fd (&fd), ts, archive_entry_pathname (e), err);
 }
 
+/* Create a directory, or merge into the one there. A new one is made with its final mode when
+   the umask lets it, and its owner and mode are changed only when they differ from the tar's. */
 static int
 apply_dir (struct apply_ctx *c, struct archive_entry *e, int dfd, const char *path,
            const char *base, cimg_error_t *err)
 {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  if (entry_owner (e, &uid, &gid, err) < 0)
+    return -1;
+  mode_t perm = archive_entry_perm (e) & 07777;
+  bool exact = (perm & 07000) == 0 && (perm & c->umask) == 0;
   bool opaque = false;
-  if (mkdirat (dfd, base, 0700) < 0)
+  if (mkdirat (dfd, base, exact ? perm : 0700) < 0)
     {
       if (errno != EEXIST)
         return cimg_error_sys (err, "create directory");
@@ -816,19 +819,26 @@ apply_dir (struct apply_ctx *c, struct archive_entry *e, int dfd, const char *pa
   cleanup_close int fd = openat (dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return cimg_error_sys (err, "open directory");
-  if (apply_meta_fd (c, e, fd, false, false, 0, err) < 0)
-    return -1;
-  if (opaque && fsetxattr (fd, XATTR_OPAQUE, "y", 1, 0) < 0)
-    return cimg_error_sys (err, "mark directory opaque");
+  /* What it has, whether made here (a setgid parent passes on its group and setgid bit) or
+     there before. */
   struct stat st;
   if (fstat (fd, &st) < 0)
     return cimg_error_sys (err, "stat directory");
+  if (apply_meta_fd (e, fd, st.st_uid, st.st_gid, (int)(st.st_mode & 07777), err) < 0)
+    return -1;
+  if (opaque && fsetxattr (fd, XATTR_OPAQUE, "y", 1, 0) < 0)
+    return cimg_error_sys (err, "mark directory opaque");
   remember_dir (c, path, e);
   /* Its entries usually come next: it is their parent, already resolved (base was entered
      without following anything, in the directory path's parent), unless a name was removed
      on the way. */
   if (c->pvalid)
-    set_parent (c, path, steal_fd (&fd), &st);
+    {
+      st.st_uid = uid;
+      st.st_gid = gid;
+      st.st_mode = S_IFDIR | perm;
+      set_parent (c, path, steal_fd (&fd), &st);
+    }
   return 0;
 }
 

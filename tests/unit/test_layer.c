@@ -755,9 +755,9 @@ assert_owner_mode (int dfd, const char *name, uid_t uid, gid_t gid, mode_t mode)
               (unsigned)(st.st_mode & 07777), (unsigned)uid, (unsigned)gid, (unsigned)mode);
 }
 
-/* Files are created with their final owner and mode where they can be, and the chown and chmod
-   left out: what the kernel gives a new file (a setgid directory's group, the umask) must never
-   make the result differ from what the tar says. */
+/* Files and directories are created with their final owner and mode where they can be, and
+   the chown and chmod left out: what the kernel gives a new file (a setgid directory's group, the
+   umask) must never make the result differ from what the tar says. */
 static void
 test_apply_owner_mode (void **state)
 {
@@ -776,6 +776,14 @@ test_apply_owner_mode (void **state)
   tw_owned (&t, "sg/root-group", AE_IFREG, 0644, 0, 0, "r");
   tw_owned (&t, "sg/dir-group", AE_IFREG, 0644, 0, 7, "d");
   tw_owned (&t, "sg/sub/implicit", AE_IFREG, 0600, 0, 0, "i");
+  /* Directories likewise: a setgid parent's group and setgid bit are not the tar's. */
+  tw_owned (&t, "d750", AE_IFDIR, 0750, 0, 0, NULL);
+  tw_owned (&t, "d755", AE_IFDIR, 0755, 0, 0, NULL);
+  tw_owned (&t, "dother", AE_IFDIR, 0750, 1000, 1001, NULL);
+  tw_owned (&t, "dsticky", AE_IFDIR, 01777, 0, 0, NULL);
+  tw_owned (&t, "sg/d-root-group", AE_IFDIR, 0750, 0, 0, NULL);
+  tw_owned (&t, "sg/d-dir-group", AE_IFDIR, 0750, 0, 7, NULL);
+  tw_owned (&t, "sg/d-dir-group/f", AE_IFREG, 0644, 0, 0, "f");
   /* The root made setgid after a file of it: the next file's group is still the tar's. */
   tw_owned (&t, "./", AE_IFDIR, 02755, 0, 9, NULL);
   tw_owned (&t, "after-root", AE_IFREG, 0644, 0, 0, "a");
@@ -794,6 +802,14 @@ test_apply_owner_mode (void **state)
   assert_owner_mode (f->rootfd, "sg/root-group", 0, 0, 0644);
   assert_owner_mode (f->rootfd, "sg/dir-group", 0, 7, 0644);
   assert_owner_mode (f->rootfd, "sg/sub/implicit", 0, 0, 0600);
+  assert_owner_mode (f->rootfd, "d750", 0, 0, 0750);
+  assert_owner_mode (f->rootfd, "d755", 0, 0, 0755);
+  assert_owner_mode (f->rootfd, "dother", 1000, 1001, 0750);
+  assert_owner_mode (f->rootfd, "dsticky", 0, 0, 01777);
+  assert_owner_mode (f->rootfd, "sg/d-root-group", 0, 0, 0750);
+  assert_owner_mode (f->rootfd, "sg/d-dir-group", 0, 7, 0750);
+  /* Its parent is not setgid (any more): the file keeps the tar's group. */
+  assert_owner_mode (f->rootfd, "sg/d-dir-group/f", 0, 0, 0644);
   assert_owner_mode (f->rootfd, "after-root", 0, 0, 0644);
   assert_content (f->rootfd, "none", "n");
   assert_content (f->rootfd, "sg/dir-group", "d");

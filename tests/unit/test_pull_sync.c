@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 static int
@@ -92,6 +93,73 @@ test_many_files_dated_and_closed (void **state)
       assert_string_equal (got, want);
     }
   close (rootfd);
+  tw_free (&t);
+}
+
+static int
+apply_mem (const char *root, const struct membuf *m, cimg_error_t *err)
+{
+  int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (rootfd >= 0);
+  struct archive *a = archive_read_new ();
+  archive_read_support_format_tar (a);
+  assert_int_equal (archive_read_open_memory (a, m->data, m->len), ARCHIVE_OK);
+  int r = cimg_layer_apply (a, rootfd, NULL, NULL, err);
+  archive_read_free (a);
+  if (r < 0)
+    {
+      close (rootfd);
+      return -1;
+    }
+  return rootfd;
+}
+
+/* A write that fails (a full file system) fails the layer, names the file and the reason, and
+   leaves no fd open: the files already handed to the closer are closed too. */
+static void
+test_write_error_fails_the_layer (void **state)
+{
+  struct store_fixture *f = *state;
+  enum
+  {
+    N = 64,
+    SZ = 16 * 1024
+  };
+  char *content = xmalloc (SZ);
+  memset (content, 'x', SZ);
+  struct tarw t;
+  tw_init (&t);
+  for (int i = 0; i < N; i++)
+    {
+      char name[32];
+      snprintf (name, sizeof name, "f%02d", i);
+      tw_put (&t, ent (name, AE_IFREG, 0644), content, SZ);
+    }
+  tw_close (&t);
+
+  cleanup_free char *root = xasprintf ("%s/small", f->dir);
+  assert_int_equal (mkdir (root, 0755), 0);
+  /* 256 KiB for 1 MiB of files. */
+  if (mount ("cimg-test", root, "tmpfs", 0, "size=256k") < 0)
+    {
+      if (errno == EPERM)
+        skip ();
+      fail_msg ("mount tmpfs: %s", strerror (errno));
+    }
+  int before = open_fds ();
+  cimg_error_t err = { 0 };
+  int rootfd = apply_mem (root, &t.m, &err);
+  int after = open_fds ();
+  if (rootfd >= 0)
+    close (rootfd);
+  umount2 (root, MNT_DETACH);
+  assert_true (rootfd < 0);
+  assert_int_equal (after, before);
+  assert_int_equal (err.code, ENOSPC);
+  assert_non_null (strstr (err.msg, "entry \"f"));
+  assert_non_null (strstr (err.msg, "No space left on device"));
+  cimg_error_clear (&err);
+  free (content);
   tw_free (&t);
 }
 
@@ -194,6 +262,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_many_files_dated_and_closed, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_write_error_fails_the_layer, store_setup, store_teardown),
     cmocka_unit_test_setup_teardown (test_verified_download_commits_after_sync, store_setup,
                                      store_teardown),
     cmocka_unit_test_setup_teardown (test_sink_takes_the_verified_digest, store_setup,
