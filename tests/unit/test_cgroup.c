@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
@@ -33,8 +34,9 @@ struct fixture
   const char *force; /* NULL, "v1" or "v2": the backend forced on a hybrid machine */
   pid_t kids[MAX_KIDS];
   int nkids;
-  int go[2];   /* parent → child: proceed */
-  int done[2]; /* child → parent: done */
+  int go[2];    /* parent → child: proceed */
+  int done[2];  /* child → parent: done */
+  char tmp[32]; /* a temporary directory of the test ("" if none): link, cimg/<id> */
 };
 
 static int seq;
@@ -61,6 +63,18 @@ teardown (void **state)
         waitpid (f->kids[i], NULL, 0);
       }
   int r = test_cgroup_destroy (f->id, f->force);
+  if (f->tmp[0] != '\0')
+    {
+      /* By name: link points into a cgroup hierarchy, which a recursive removal must not
+         follow. */
+      cleanup_free char *link = xasprintf ("%s/link", f->tmp);
+      cleanup_free char *fake_parent = xasprintf ("%s/cimg", f->tmp);
+      cleanup_free char *fake = xasprintf ("%s/%s", fake_parent, f->id);
+      unlink (link);
+      rmdir (fake);
+      rmdir (fake_parent);
+      rmdir (f->tmp);
+    }
   for (int i = 0; i < 2; i++)
     {
       close (f->go[i]);
@@ -236,6 +250,17 @@ skip_unless_root (void)
     skip ();
 }
 
+/* The container's cgroup id with limits l (NULL: none); fails the test when it cannot be made. */
+static struct cimg_cgroup *
+create_cg (const char *id, const struct cimg_limits *l)
+{
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup *cg = cimg_cgroup_create (id, l, &err);
+  if (cg == NULL)
+    fail_msg ("create %s: %s", id, err.msg);
+  return cg;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 static void
@@ -254,16 +279,13 @@ test_limits_readback (void **state)
 {
   skip_unless_root ();
   struct fixture *f = *state;
-  cimg_error_t err = { 0 };
   struct cimg_limits l = { .memory = 64 * MIB,
                            .pids_limit = 32,
                            .cpu_quota = 50000,
                            .cpu_period = 200000,
                            .cpu_shares = 512,
                            .blkio_weight = 500 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   cimg_cgroup_free (cg);
   assert_all_dirs (f, true);
 
@@ -355,9 +377,7 @@ test_more_limits_readback (void **state)
                            .cpuset_mems = "0",
                            .blkio_rates = disk ? rates : NULL,
                            .n_blkio_rates = disk ? ARRAY_SIZE (rates) : 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   cimg_cgroup_free (cg);
 
   cleanup_free char *mem = cg_dir (f, "memory");
@@ -415,9 +435,7 @@ test_add_pid_and_stats (void **state)
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .memory = 64 * MIB, .pids_limit = 32 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   pid_t pid = spawn_child (f, 1, false);
   if (cimg_cgroup_add_pid (cg, pid, &err) < 0)
     fail_msg ("add_pid: %s", err.msg);
@@ -459,6 +477,21 @@ test_add_pid_and_stats (void **state)
   cimg_cgroup_free (cg);
 }
 
+/* The container's cgroup with limits l (NULL: none), in the devices hierarchy too (Docker's
+   default allow-list): every hierarchy a process joins. */
+static struct cimg_cgroup *
+create_with_devices (const struct fixture *f, const struct cimg_limits *l)
+{
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup *cg = create_cg (f->id, l);
+  if (cimg_cgroup_set_devices (cg, NULL, 0, &err) < 0)
+    {
+      cimg_cgroup_free (cg);
+      fail_msg ("devices: %s", err.msg);
+    }
+  return cg;
+}
+
 /* The spawner's way in: the child is created in the unified cgroup by clone3 CLONE_INTO_CGROUP
    (v2, hybrid) and moves itself into every v1 hierarchy, the devices one included; nobody
    writes its pid anywhere. */
@@ -469,11 +502,7 @@ test_join_self (void **state)
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .pids_limit = 32 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
-  if (cimg_cgroup_set_devices (cg, NULL, 0, &err) < 0)
-    fail_msg ("devices: %s", err.msg);
+  struct cimg_cgroup *cg = create_with_devices (f, &l);
   struct cimg_cgroup_join j = { .into_fd = -1 };
   if (cimg_cgroup_join_prepare (cg, &j, &err) < 0)
     fail_msg ("join_prepare: %s", err.msg);
@@ -541,11 +570,7 @@ test_join_kept_dirs (void **state)
   skip_unless_root ();
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
-  if (cimg_cgroup_set_devices (cg, NULL, 0, &err) < 0)
-    fail_msg ("devices: %s", err.msg);
+  struct cimg_cgroup *cg = create_with_devices (f, NULL);
   cleanup_strv char **dirs = cimg_cgroup_dirs (cg);
   cimg_cgroup_free (cg);
   assert_non_null (dirs);
@@ -610,10 +635,11 @@ test_join_kept_dirs (void **state)
       assert_true (line_in (proc_cg, want));
     }
 
-  /* Refused: another container's, a path through "..", a directory that is not a cgroup's, one
-     reached through a symlink, a relative path, none at all. */
-  char tmp[] = "/tmp/cimgtest-cg.XXXXXX";
-  assert_non_null (mkdtemp (tmp));
+  /* Refused, each of them alone and among the good ones (nothing of the good ones stays open):
+     every bad path is BASE/cimg/<id>SUFFIX. */
+  snprintf (f->tmp, sizeof f->tmp, "/tmp/cimgtest-cg.XXXXXX");
+  assert_non_null (mkdtemp (f->tmp));
+  const char *tmp = f->tmp;
   cleanup_free char *fake_parent = xasprintf ("%s/cimg", tmp);
   cleanup_free char *fake = xasprintf ("%s/%s", fake_parent, f->id);
   assert_int_equal (mkdir (fake_parent, 0700), 0);
@@ -622,27 +648,31 @@ test_join_kept_dirs (void **state)
   *strstr (one_parent, "/cimg/") = '\0';
   cleanup_free char *link = xasprintf ("%s/link", tmp);
   assert_int_equal (symlink (one_parent, link), 0);
-  cleanup_free char *other = xasprintf ("%s/cimg/%s-other", one_parent, f->id);
-  cleanup_free char *dotdot
-      = xasprintf ("%s/../%s/cimg/%s", one_parent, strrchr (one_parent, '/') + 1, f->id);
-  cleanup_free char *linked = xasprintf ("%s/cimg/%s", link, f->id);
-  cleanup_free char *relative = xstrdup (dirs[0] + 1);
-  const char *bad[] = { other, dotdot, fake, linked, relative };
+  cleanup_free char *updown = xasprintf ("%s/../%s", one_parent, strrchr (one_parent, '/') + 1);
+  const struct
+  {
+    const char *what, *base, *suffix;
+  } bad[] = {
+    { "another container's", one_parent, "-other" },   { "a path through \"..\"", updown, "" },
+    { "a directory that is not a cgroup's", tmp, "" }, { "reached through a symlink", link, "" },
+    { "a relative path", one_parent + 1, "" },
+  };
   for (size_t i = 0; i < ARRAY_SIZE (bad); i++)
     {
-      char *const one[] = { (char *)bad[i], NULL };
+      cleanup_free char *path = xasprintf ("%s/cimg/%s%s", bad[i].base, f->id, bad[i].suffix);
+      char *const one[] = { path, NULL };
       struct cimg_cgroup_join b = { .into_fd = -1 };
-      if (cimg_cgroup_join_prepare_dirs (f->id, one, &b, &err) == 0)
-        fail_msg ("accepted %s", bad[i]);
+      if (cimg_cgroup_join_prepare_dirs (f->id, one, &b, &err) != -1)
+        fail_msg ("accepted %s (%s)", path, bad[i].what);
       assert_int_equal (b.into_fd, -1);
       assert_int_equal (b.n, 0);
       cimg_error_clear (&err);
-      /* Among good ones too: nothing of the good ones stays open. */
       cleanup_strv char **mixed = NULL;
       for (size_t k = 0; dirs[k]; k++)
         cimg_strv_append (&mixed, dirs[k]);
-      cimg_strv_append (&mixed, bad[i]);
-      assert_int_equal (cimg_cgroup_join_prepare_dirs (f->id, mixed, &b, &err), -1);
+      cimg_strv_append (&mixed, path);
+      if (cimg_cgroup_join_prepare_dirs (f->id, mixed, &b, &err) != -1)
+        fail_msg ("accepted %s (%s) among good ones", path, bad[i].what);
       assert_int_equal (b.into_fd, -1);
       assert_int_equal (b.n, 0);
       cimg_error_clear (&err);
@@ -651,10 +681,6 @@ test_join_kept_dirs (void **state)
   struct cimg_cgroup_join b = { .into_fd = -1 };
   assert_int_equal (cimg_cgroup_join_prepare_dirs (f->id, none, &b, &err), -1);
   cimg_error_clear (&err);
-  unlink (link);
-  rmdir (fake);
-  rmdir (fake_parent);
-  rmdir (tmp);
 }
 
 /* Stats must see memory the child charges after it joined. */
@@ -664,9 +690,7 @@ test_memory_usage_grows (void **state)
   skip_unless_root ();
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, NULL);
   struct cimg_cgroup_stats before, after;
   pid_t pid = spawn_child (f, 16, false);
   if (cimg_cgroup_add_pid (cg, pid, &err) < 0 || cimg_cgroup_stats (cg, &before, &err) < 0)
@@ -688,9 +712,7 @@ test_oom_kill (void **state)
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .memory = 32 * MIB };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   pid_t pid = spawn_child (f, 200, false);
   if (cimg_cgroup_add_pid (cg, pid, &err) < 0)
     fail_msg ("add_pid: %s", err.msg);
@@ -715,9 +737,7 @@ test_destroy_kills_everything (void **state)
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .pids_limit = 32 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   pid_t pid = spawn_child (f, 1, true);
   if (cimg_cgroup_add_pid (cg, pid, &err) < 0)
     fail_msg ("add_pid: %s", err.msg);
@@ -751,9 +771,7 @@ test_reopen (void **state)
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .memory = 48 * MIB };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   cimg_cgroup_free (cg);
 
   /* A second create with the same id is refused. */
@@ -833,9 +851,7 @@ test_v2_backend_on_unified (void **state)
   cimg_cgroup_force_mode_for_tests ("v2");
   assert_string_equal (cimg_cgroup_mode (), "v2");
   cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, NULL);
   assert_true (cimg_cgroup_fd (cg) >= 0);
   struct stat a, b;
   cleanup_free char *d = cg_dir (f, NULL);
@@ -884,9 +900,7 @@ test_v1_backend_freezer_destroy (void **state)
   assert_string_equal (cimg_cgroup_mode (), "v1");
   cimg_error_t err = { 0 };
   struct cimg_limits l = { .memory = 64 * MIB, .pids_limit = 16 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, &l, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, &l);
   assert_int_equal (cimg_cgroup_fd (cg), -1);
   pid_t pid = spawn_child (f, 1, true);
   if (cimg_cgroup_add_pid (cg, pid, &err) < 0)
@@ -981,9 +995,7 @@ static void
 check_devices (struct fixture *f)
 {
   cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, NULL);
   const struct cimg_device_rule extra[] = { { 'c', 10, 229, "r" } };
   if (cimg_cgroup_set_devices (cg, extra, ARRAY_SIZE (extra), &err) < 0)
     {
@@ -1080,15 +1092,372 @@ test_devices_bad_rule (void **state)
   skip_unless_root ();
   struct fixture *f = *state;
   cimg_error_t err = { 0 };
-  struct cimg_cgroup *cg = cimg_cgroup_create (f->id, NULL, &err);
-  if (cg == NULL)
-    fail_msg ("create: %s", err.msg);
+  struct cimg_cgroup *cg = create_cg (f->id, NULL);
   const struct cimg_device_rule bad[] = { { 'c', 1, 1, "rx" } };
   int r = cimg_cgroup_set_devices (cg, bad, 1, &err);
   cimg_cgroup_free (cg);
   assert_int_equal (r, -1);
   assert_non_null (strstr (err.msg, "\"rx\""));
   cimg_error_clear (&err);
+}
+
+/* ---------------------------------------------------------------- leftovers (system check) */
+
+/* The cases of one sweep: a container cgroup left with no process (with an empty child, as a
+   container with a cgroup namespace may leave), one its ID is kept for, one with a process,
+   a dead build's step with a process, and one made just now. */
+enum
+{
+  SW_OLD,
+  SW_KEPT,
+  SW_LIVE,
+  SW_DEAD,
+  SW_YOUNG,
+  SW_COUNT
+};
+
+/* The sweep's own minimum age in these tests: SW_YOUNG is made this long after the others. */
+#define SWEEP_MIN_AGE_S 2
+
+struct sweep_fixture
+{
+  const char *force; /* the mode the cgroups are made in (NULL: the machine's) */
+  char ids[SW_COUNT][64];
+  pid_t kids[2];
+  int nkids;
+};
+
+/* The mount points of every cgroup and cgroup2 mount. */
+static char **
+cgroup_mounts (void)
+{
+  FILE *m = fopen ("/proc/self/mountinfo", "re");
+  assert_non_null (m);
+  char line[4096];
+  char **out = NULL;
+  while (fgets (line, sizeof line, m))
+    {
+      char mnt[1024], fstype[64];
+      char *sep = strstr (line, " - ");
+      if (sep == NULL || sscanf (line, "%*s %*s %*s %*s %1023s", mnt) != 1
+          || sscanf (sep + 3, "%63s", fstype) != 1)
+        continue;
+      if ((strcmp (fstype, "cgroup") == 0 || strcmp (fstype, "cgroup2") == 0)
+          && !cimg_strv_contains (out, mnt))
+        cimg_strv_append (&out, mnt);
+    }
+  fclose (m);
+  return out;
+}
+
+/* The directories <mount>/cimg/<id> that exist, in mountinfo order. */
+static char **
+dirs_of (const char *id)
+{
+  cleanup_strv char **mnts = cgroup_mounts ();
+  char **out = NULL;
+  for (size_t i = 0; mnts && mnts[i]; i++)
+    {
+      cleanup_free char *d = xasprintf ("%s/cimg/%s", mnts[i], id);
+      if (exists (d, NULL))
+        cimg_strv_append (&out, d);
+    }
+  return out;
+}
+
+/* rmdir dir and the cgroups below it, deepest first. */
+static void
+rmdir_tree (const char *dir)
+{
+  DIR *d = opendir (dir);
+  struct dirent *e;
+  while (d && (e = readdir (d)))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.')
+      {
+        cleanup_free char *sub = xasprintf ("%s/%s", dir, e->d_name);
+        rmdir_tree (sub);
+      }
+  if (d)
+    closedir (d);
+  if (rmdir (dir) < 0 && errno != ENOENT)
+    fprintf (stderr, "teardown: rmdir %s: %s\n", dir, strerror (errno));
+}
+
+static int
+sweep_setup (void **state)
+{
+  static const char *const names[SW_COUNT] = { "old", "kept", "live", "dead", "young" };
+  struct sweep_fixture *f = xzalloc (sizeof *f);
+  for (int i = 0; i < SW_COUNT; i++)
+    snprintf (f->ids[i], sizeof f->ids[i], "cimgtest-%d-%d-%s", (int)getpid (), seq, names[i]);
+  seq++;
+  *state = f;
+  return 0;
+}
+
+static int
+sweep_teardown (void **state)
+{
+  struct sweep_fixture *f = *state;
+  for (int i = 0; i < f->nkids; i++)
+    {
+      kill (f->kids[i], SIGKILL);
+      waitpid (f->kids[i], NULL, 0);
+    }
+  int r = 0;
+  for (int i = 0; i < SW_COUNT; i++)
+    {
+      /* destroy removes the container's own directories, not a child cgroup (the old one's), nor
+         what it cannot open (a sweep that stopped half-way): those go by hand. */
+      cleanup_strv char **dirs = dirs_of (f->ids[i]);
+      for (size_t k = 0; dirs && dirs[k]; k++)
+        {
+          cleanup_free char *sub = xasprintf ("%s/sub", dirs[k]);
+          rmdir_tree (sub);
+        }
+      test_cgroup_destroy (f->ids[i], f->force);
+      cleanup_strv char **left = dirs_of (f->ids[i]);
+      for (size_t k = 0; left && left[k]; k++)
+        rmdir_tree (left[k]);
+      cleanup_strv char **still = dirs_of (f->ids[i]);
+      if (still != NULL)
+        r = -1;
+    }
+  cimg_cgroup_force_mode_for_tests (NULL);
+  free (f);
+  return r;
+}
+
+/* A new cgroup id; with_process, with a child that sleeps in it until killed. */
+static void
+make_cgroup (struct sweep_fixture *f, const char *id, bool with_process)
+{
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup *cg = create_cg (id, NULL);
+  if (with_process)
+    {
+      pid_t pid = fork ();
+      assert_true (pid >= 0);
+      if (pid == 0)
+        for (;;)
+          pause ();
+      f->kids[f->nkids++] = pid;
+      if (cimg_cgroup_add_pid (cg, pid, &err) < 0)
+        fail_msg ("add_pid %s: %s", id, err.msg);
+    }
+  cimg_cgroup_free (cg);
+}
+
+static const struct cimg_cgroup_leftover *
+find_leftover (const struct cimg_cgroup_leftover *v, size_t n, const char *id)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp (v[i].id, id) == 0)
+      return &v[i];
+  return NULL;
+}
+
+/* The same directories, in any order. */
+static void
+assert_same_dirs (char *const *got, char *const *want, const char *id)
+{
+  bool same = cimg_strv_len (got) == cimg_strv_len (want);
+  for (size_t i = 0; same && want && want[i]; i++)
+    same = cimg_strv_contains (got, want[i]);
+  if (!same)
+    {
+      for (size_t i = 0; got && got[i]; i++)
+        fprintf (stderr, "  reported: %s\n", got[i]);
+      for (size_t i = 0; want && want[i]; i++)
+        fprintf (stderr, "  expected: %s\n", want[i]);
+      fail_msg ("cgroup %s: the sweep's directories are not the ones that exist", id);
+    }
+}
+
+/* Every cimg/<id> on the machine that is not this test's: other tests and stores run beside
+   this one, and the sweep must touch none of theirs (a young empty one may be a container
+   between its mkdir and its first process). The sweep itself lists the places it looks in
+   (including the v2 fallback parent); live ones are added from the mounts. */
+static char **
+foreign_ids (const struct sweep_fixture *f)
+{
+  char **keep = NULL;
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup_leftover *v = NULL;
+  size_t n = 0;
+  if (cimg_cgroup_sweep (NULL, NULL, 0, false, &v, &n, &err) < 0)
+    fail_msg ("sweep: %s", err.msg);
+  for (size_t i = 0; i < n; i++)
+    cimg_strv_append (&keep, v[i].id);
+  cimg_cgroup_leftovers_free (v, n);
+  cleanup_strv char **mnts = cgroup_mounts ();
+  for (size_t i = 0; mnts && mnts[i]; i++)
+    {
+      cleanup_free char *parent = xasprintf ("%s/cimg", mnts[i]);
+      DIR *d = opendir (parent);
+      struct dirent *e;
+      while (d && (e = readdir (d)))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' && !cimg_strv_contains (keep, e->d_name))
+          cimg_strv_append (&keep, e->d_name);
+      if (d)
+        closedir (d);
+    }
+  char **out = NULL;
+  for (size_t i = 0; keep && keep[i]; i++)
+    {
+      bool mine = false;
+      for (int k = 0; k < SW_COUNT; k++)
+        mine |= strcmp (keep[i], f->ids[k]) == 0;
+      if (!mine)
+        cimg_strv_append (&out, keep[i]);
+    }
+  cimg_strv_free (keep);
+  return out;
+}
+
+/* cimg_cgroup_sweep over cgroups made by the backend of mode: the leftovers are found in every
+   hierarchy they exist in (and only there), reported, and with remove deleted; a dead build's
+   step has its process killed first; a live, a young and a kept cgroup are not reported and
+   stay. */
+static void
+sweep_case (struct sweep_fixture *f, const char *mode)
+{
+  f->force = mode;
+  cimg_cgroup_force_mode_for_tests (mode);
+  if (mode != NULL && strcmp (cimg_cgroup_mode (), mode) != 0)
+    skip ();
+  const char *old = f->ids[SW_OLD], *dead = f->ids[SW_DEAD];
+  make_cgroup (f, old, false);
+  make_cgroup (f, f->ids[SW_KEPT], false);
+  make_cgroup (f, f->ids[SW_LIVE], true);
+  make_cgroup (f, dead, true);
+  pid_t dead_pid = f->kids[1];
+
+  cleanup_strv char **old_dirs = dirs_of (old);
+  cleanup_strv char **dead_dirs = dirs_of (dead);
+  assert_non_null (old_dirs);
+  /* The directories are the mode's: the unified one alone in v2, none of it in v1. */
+  cleanup_free char *unified = mount_of (NULL);
+  cleanup_free char *unified_old = unified ? xasprintf ("%s/cimg/%s", unified, old) : NULL;
+  cleanup_free char *memory = mount_of ("memory");
+  cleanup_free char *memory_old = memory ? xasprintf ("%s/cimg/%s", memory, old) : NULL;
+  if (strcmp (cimg_cgroup_mode (), "v2") == 0)
+    assert_int_equal (cimg_strv_len (old_dirs), 1);
+  if (strcmp (cimg_cgroup_mode (), "v1") != 0)
+    assert_true (cimg_strv_contains (old_dirs, unified_old));
+  else
+    assert_false (unified_old && cimg_strv_contains (old_dirs, unified_old));
+  if (strcmp (cimg_cgroup_mode (), "v2") != 0)
+    assert_true (cimg_strv_contains (old_dirs, memory_old));
+  for (size_t k = 0; old_dirs[k]; k++)
+    {
+      cleanup_free char *sub = xasprintf ("%s/sub", old_dirs[k]);
+      if (mkdir (sub, 0755) < 0)
+        fail_msg ("mkdir %s: %s", sub, strerror (errno));
+    }
+
+  sleep (SWEEP_MIN_AGE_S);
+  make_cgroup (f, f->ids[SW_YOUNG], false);
+  cleanup_strv char **keep = foreign_ids (f);
+  cimg_strv_append (&keep, f->ids[SW_KEPT]);
+  char *const dead_ids[] = { (char *)dead, NULL };
+
+  /* A report changes nothing. */
+  cimg_error_t err = { 0 };
+  struct cimg_cgroup_leftover *v = NULL;
+  size_t n = 0;
+  if (cimg_cgroup_sweep (keep, dead_ids, SWEEP_MIN_AGE_S, false, &v, &n, &err) < 0)
+    fail_msg ("sweep: %s", err.msg);
+  const struct cimg_cgroup_leftover *l = find_leftover (v, n, old);
+  if (l == NULL)
+    {
+      for (size_t k = 0; old_dirs[k]; k++)
+        {
+          struct stat st;
+          if (stat (old_dirs[k], &st) < 0)
+            fprintf (stderr, "  %s: %s\n", old_dirs[k], strerror (errno));
+          else
+            fprintf (stderr, "  %s: mtime %lld, now %lld\n", old_dirs[k], (long long)st.st_mtime,
+                     (long long)time (NULL));
+        }
+      fail_msg ("the old empty cgroup %s is not reported", old);
+    }
+  assert_same_dirs (l->dirs, old_dirs, old);
+  assert_false (l->dead_build || l->live || l->killed || l->removed);
+  assert_true (l->created <= (int64_t)time (NULL) - SWEEP_MIN_AGE_S);
+  l = find_leftover (v, n, dead);
+  if (l == NULL)
+    fail_msg ("the dead step %s is not reported", dead);
+  assert_same_dirs (l->dirs, dead_dirs, dead);
+  assert_true (l->dead_build && l->live);
+  assert_false (l->killed || l->removed);
+  for (int i = SW_KEPT; i < SW_COUNT; i++)
+    if (i != SW_DEAD && find_leftover (v, n, f->ids[i]))
+      fail_msg ("%s is reported", f->ids[i]);
+  cimg_cgroup_leftovers_free (v, n);
+  for (int i = 0; i < SW_COUNT; i++)
+    {
+      cleanup_strv char **d = dirs_of (f->ids[i]);
+      if (d == NULL)
+        fail_msg ("the report removed %s", f->ids[i]);
+    }
+  assert_int_equal (kill (dead_pid, 0), 0);
+
+  /* --repair */
+  if (cimg_cgroup_sweep (keep, dead_ids, SWEEP_MIN_AGE_S, true, &v, &n, &err) < 0)
+    fail_msg ("sweep --repair: %s", err.msg);
+  l = find_leftover (v, n, old);
+  assert_non_null (l);
+  assert_true (l->removed);
+  assert_false (l->killed || l->live);
+  l = find_leftover (v, n, dead);
+  assert_non_null (l);
+  assert_true (l->dead_build && l->killed && l->removed);
+  assert_false (l->live);
+  for (int i = SW_KEPT; i < SW_COUNT; i++)
+    if (i != SW_DEAD && find_leftover (v, n, f->ids[i]))
+      fail_msg ("%s is reported", f->ids[i]);
+  cimg_cgroup_leftovers_free (v, n);
+  for (size_t k = 0; old_dirs[k]; k++)
+    if (exists (old_dirs[k], NULL))
+      fail_msg ("%s is still there", old_dirs[k]);
+  for (size_t k = 0; dead_dirs[k]; k++)
+    if (exists (dead_dirs[k], NULL))
+      fail_msg ("%s is still there", dead_dirs[k]);
+  int status;
+  assert_int_equal (waitpid (dead_pid, &status, 0), dead_pid);
+  f->nkids = 1; /* reaped: the teardown leaves it alone */
+  assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  for (int i = SW_KEPT; i < SW_COUNT; i++)
+    if (i != SW_DEAD)
+      {
+        cleanup_strv char **d = dirs_of (f->ids[i]);
+        if (d == NULL)
+          fail_msg ("the sweep removed %s", f->ids[i]);
+      }
+  assert_int_equal (kill (f->kids[0], 0), 0);
+}
+
+static void
+test_sweep_v2 (void **state)
+{
+  skip_unless_root ();
+  sweep_case (*state, "v2");
+}
+
+static void
+test_sweep_v1 (void **state)
+{
+  skip_unless_root ();
+  sweep_case (*state, "v1");
+}
+
+/* The machine's own layout: hybrid here, where the leftover is in v1 and unified at once. */
+static void
+test_sweep_machine (void **state)
+{
+  skip_unless_root ();
+  sweep_case (*state, NULL);
 }
 
 int
@@ -1111,6 +1480,9 @@ main (void)
     cmocka_unit_test_setup_teardown (test_devices, setup, teardown),
     cmocka_unit_test_setup_teardown (test_devices_bpf, setup, teardown),
     cmocka_unit_test_setup_teardown (test_devices_bad_rule, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_sweep_v2, sweep_setup, sweep_teardown),
+    cmocka_unit_test_setup_teardown (test_sweep_v1, sweep_setup, sweep_teardown),
+    cmocka_unit_test_setup_teardown (test_sweep_machine, sweep_setup, sweep_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
