@@ -8,19 +8,8 @@
 
 /* A cgroup that no container of this store owns and that is not provably a dead build's step
    is reported only once it is this old: until then it may be another store's container between
-   the mkdir of its cgroup and its first process (docs/store.md, "Leftover cgroups and mounts").
-   CIMG_CHECK_CGROUP_MIN_AGE (seconds) overrides it, for tests: a test cannot make an old
-   cgroup without every other store on the machine seeing it. */
+   the mkdir of its cgroup and its first process (docs/store.md, "Leftover cgroups and mounts"). */
 #define FOREIGN_CGROUP_MIN_AGE_S (60 * 60)
-
-static int64_t
-foreign_cgroup_min_age (void)
-{
-  const char *e = getenv ("CIMG_CHECK_CGROUP_MIN_AGE");
-  char *end = NULL;
-  long long v = e && *e ? strtoll (e, &end, 10) : -1;
-  return v >= 0 && end && *end == '\0' ? (int64_t)v : FOREIGN_CGROUP_MIN_AGE_S;
-}
 
 static void
 pct (int64_t part, int64_t whole, char *out, size_t n)
@@ -111,7 +100,7 @@ cmd_system_check (struct cli *c, int argc, char **argv)
   cleanup_strv char **steps = cimg_store_noted_steps (s);
   struct cimg_cgroup_leftover *lo = NULL;
   size_t nlo = 0, survived = 0;
-  if (cimg_cgroup_sweep (ctrs, steps, foreign_cgroup_min_age (), repair, &lo, &nlo, &err) < 0)
+  if (cimg_cgroup_sweep (ctrs, steps, FOREIGN_CGROUP_MIN_AGE_S, repair, &lo, &nlo, &err) < 0)
     {
       fflush (stdout);
       return cli_fail (&err);

@@ -17,9 +17,12 @@
 # processes it starts are killed by PID.
 mapfile -t CG_BEFORE < <(ls -d /sys/fs/cgroup/*/cimg/*/ 2>/dev/null)
 MY_PIDS=()
+VIEW_DIRS=()
 cleanup_test_cgroups() {
   local d p
   for p in "${MY_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${MY_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for d in "${VIEW_DIRS[@]}"; do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true; done
   while IFS= read -r d; do
     [[ " ${CG_BEFORE[*]} " == *" $d "* ]] && continue
     find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -145,45 +148,82 @@ assert_eq "$(ls -A "$CIMG_ROOT/run-steps" 2>/dev/null)" "" "and its note from th
 assert_store_clean
 
 section "cgroups that are not provably this store's"
-# What another store would leave. None of them may be made old (touch): every other store on the
-# machine (concurrent tests) would then report it too. This store's checks shorten the grace
-# period instead (CIMG_CHECK_CGROUP_MIN_AGE).
+# What another store would leave, aged with touch (cgroupfs takes the times a test sets; the
+# sweep reads a directory's mtime as its creation). An aged empty cgroup under the real cimg/
+# would be reported, and removed, by every other store's check on the machine meanwhile (and
+# theirs by this one's), so these cgroups live in a private view: a directory $VIEW at the top of
+# every hierarchy, bind-mounted over the hierarchy's mount point in a mount namespace of the
+# check's own, where the check finds $VIEW/cimg as cimg/. Nothing outside that namespace looks
+# into $VIEW.
+VIEW="cimgtest-view-$$"
+mapfile -t CG_MOUNTS < <(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break;
+  if ($(i + 1) == "cgroup" || $(i + 1) == "cgroup2") print $5 }' /proc/self/mountinfo | sort -u)
+VIEW_DIRS=("${CG_MOUNTS[@]/%//$VIEW}")
+for d in "${VIEW_DIRS[@]}"; do mkdir "$d"; done
+# check_in_view ARGS…: `cimg system check ARGS…` seeing $VIEW/cimg as cimg/ in every hierarchy.
+check_in_view() {
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  run unshare --mount --propagation private -- bash -c '
+    view=$1 cimg=$2 root=$3
+    shift 3
+    while [ "$1" != -- ]; do mount --bind "$1/$view" "$1" || exit 99; shift; done
+    shift
+    exec "$cimg" --root "$root" system check "$@"' _ "$VIEW" "$CIMG" "$CIMG_ROOT" \
+    "${CG_MOUNTS[@]}" -- "$@"
+}
+# vcg_dirs ID: the directories of cgroup cimg/ID in the view, in every hierarchy.
+vcg_dirs() {
+  ls -d /sys/fs/cgroup/*/"$VIEW"/cimg/"$1" 2>/dev/null || true
+}
+V=/sys/fs/cgroup
 # Another store's container: a process is in its cgroup.
 LIVE=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
-mkdir -p "/sys/fs/cgroup/pids/cimg/$LIVE"
+mkdir -p "$V/pids/$VIEW/cimg/$LIVE"
 sleep 300 &
 LPID=$!
 MY_PIDS+=("$LPID")
-echo "$LPID" >"/sys/fs/cgroup/pids/cimg/$LIVE/cgroup.procs"
+echo "$LPID" >"$V/pids/$VIEW/cimg/$LIVE/cgroup.procs"
 # Empty, with a child cgroup: a leftover once it is old enough.
 OLD=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
-mkdir -p "/sys/fs/cgroup/pids/cimg/$OLD/sub" "/sys/fs/cgroup/unified/cimg/$OLD"
+mkdir -p "$V/pids/$VIEW/cimg/$OLD/sub" "$V/unified/$VIEW/cimg/$OLD"
 # Empty, named after a container of this store: that container's business.
 must cimg run --name ctr busybox:latest true
 CTR=$(cimg inspect ctr | jq -r '.[0].Id')
-mkdir -p "/sys/fs/cgroup/pids/cimg/$CTR"
-run cimg system check
-assert_eq "$OUT" "store is consistent" "with the default grace period (an hour) none is reported yet"
-sleep 4
+mkdir -p "$V/pids/$VIEW/cimg/$CTR"
 # Empty and just made: maybe another store's container before its first process.
 YOUNG=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
-mkdir -p "/sys/fs/cgroup/pids/cimg/$YOUNG" "/sys/fs/cgroup/unified/cimg/$YOUNG"
-run env CIMG_CHECK_CGROUP_MIN_AGE=3 "$CIMG" --root "$CIMG_ROOT" system check
+mkdir -p "$V/pids/$VIEW/cimg/$YOUNG" "$V/unified/$VIEW/cimg/$YOUNG"
+check_in_view
+assert_eq "$RC" 0 "check exits 0"
+assert_not_contains "$ERR" "$OLD" \
+  "an empty cgroup younger than the grace period (an hour) is not reported"
+# Now two hours old, all but YOUNG (a cgroup's times can be set; the mtime of a child never
+# counts).
+touch -d '2 hours ago' "$V/pids/$VIEW/cimg/$LIVE" "$V/pids/$VIEW/cimg/$OLD" \
+  "$V/unified/$VIEW/cimg/$OLD" "$V/pids/$VIEW/cimg/$CTR"
+age=$(($(date +%s) - $(stat -c %Y "$V/unified/$VIEW/cimg/$OLD")))
+if [ "$age" -ge 7200 ] && [ "$age" -le 7260 ]; then pass "touch ages a cgroup directory"; else
+  fail "touch did not age $V/unified/$VIEW/cimg/$OLD (mtime $age s ago)"
+fi
+check_in_view
 assert_eq "$RC" 0 "check exits 0"
 assert_eq "$OUT" "store is consistent" "another store's leftover does not make this store unclean"
-assert_contains "$ERR" "note: cgroup cimg/$OLD: no container of this store, no process" \
+assert_contains "$ERR" "note: cgroup cimg/$OLD: no container of this store, no process, made 120 min ago" \
   "an empty cgroup older than the grace period is noted"
 assert_not_contains "$ERR" "$LIVE" "a cgroup with a live process is not reported"
 assert_not_contains "$ERR" "$YOUNG" "a younger empty cgroup is not reported"
 assert_not_contains "$ERR" "$CTR" "a cgroup named after one of the store's containers is not reported"
-run env CIMG_CHECK_CGROUP_MIN_AGE=3 "$CIMG" --root "$CIMG_ROOT" system check --repair
+check_in_view --repair
 assert_eq "$RC" 0 "check --repair exits 0"
-assert_eq "$(cgroup_dirs "$OLD")" "" "--repair removes the old empty cgroup (with its child)"
-assert_ne "$(cgroup_dirs "$LIVE")" "" "the live cgroup stays"
+assert_eq "$(vcg_dirs "$OLD")" "" "--repair removes the old empty cgroup (with its child)"
+assert_ne "$(vcg_dirs "$LIVE")" "" "the live cgroup stays"
 if kill -0 "$LPID" 2>/dev/null; then pass "its process was not killed"; else fail "a foreign process was killed"; fi
-assert_ne "$(cgroup_dirs "$YOUNG")" "" "the young cgroup stays"
-assert_ne "$(cgroup_dirs "$CTR")" "" "the container's cgroup stays"
-rmdir "/sys/fs/cgroup/pids/cimg/$CTR"
+assert_ne "$(vcg_dirs "$YOUNG")" "" "the young cgroup stays"
+assert_ne "$(vcg_dirs "$CTR")" "" "the container's cgroup stays"
+kill -KILL "$LPID"
+wait "$LPID" 2>/dev/null || true
+for d in "${VIEW_DIRS[@]}"; do find "$d" -depth -type d -exec rmdir {} +; done
+assert_eq "$(ls -d "${VIEW_DIRS[@]}" 2>/dev/null)" "" "the view is gone"
 must cimg rm ctr
 
 section "a mount under the store that no container owns"
