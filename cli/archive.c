@@ -75,26 +75,11 @@ cmd_import (struct cli *c, int argc, char **argv)
 int
 cmd_save (struct cli *c, int argc, char **argv)
 {
-  static const struct option longopts[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
-  const char *output = NULL;
-  int r;
-  while ((r = cli_getopt (c, argc, argv, "o:", longopts)) != -1)
-    switch (r)
-      {
-      case 'o':
-        output = optarg;
-        break;
-      case 'h':
-        return 0;
-      default:
-        return EXIT_USAGE;
-      }
-  if (optind >= argc)
-    return cli_usage_error (c, "\"%s\" requires at least 1 argument.", c->prog);
-  cimg_error_t err = { 0 };
   cleanup_cli_output struct cli_output out = { 0 };
-  if (cli_output_open (&out, output, &err) < 0)
-    return cli_fail (&err);
+  int r = cli_output_args (c, argc, argv, 1, false, &out);
+  if (r != CLI_CONTINUE)
+    return r;
+  cimg_error_t err = { 0 };
   cleanup_store struct cimg_store *s = cli_open_store (c);
   if (s == NULL)
     return EXIT_FAIL;

@@ -77,6 +77,13 @@ int cli_output_open (struct cli_output *o, const char *path, cimg_error_t *err);
 int cli_output_commit (struct cli_output *o, cimg_error_t *err);
 void cli_output_abort (struct cli_output *o);
 #define cleanup_cli_output __attribute__ ((cleanup (cli_output_abort)))
+/* The start of save and export, whose one option is -o/--output FILE: parses the options,
+   checks for nargs operands (at least nargs, or exactly with exact) and opens the output into o.
+   CLI_CONTINUE when the command goes on (operands from optind); else the exit code to return:
+   0 after --help, EXIT_USAGE or EXIT_FAIL after printing the error. */
+#define CLI_CONTINUE (-1)
+int cli_output_args (struct cli *c, int argc, char **argv, int nargs, bool exact,
+                     struct cli_output *o);
 
 /* A table printed as Docker's tabwriter (minwidth 10, padding 3) prints it. */
 struct table;

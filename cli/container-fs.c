@@ -471,26 +471,11 @@ fd_write (void *data, const void *buf, size_t len, cimg_error_t *err)
 int
 cmd_export (struct cli *c, int argc, char **argv)
 {
-  static const struct option longopts[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
-  const char *output = NULL;
-  int r;
-  while ((r = cli_getopt (c, argc, argv, "o:", longopts)) != -1)
-    switch (r)
-      {
-      case 'o':
-        output = optarg;
-        break;
-      case 'h':
-        return 0;
-      default:
-        return EXIT_USAGE;
-      }
-  if (argc - optind != 1)
-    return cli_usage_error (c, "\"%s\" requires exactly 1 argument.", c->prog);
-  cimg_error_t err = { 0 };
   cleanup_cli_output struct cli_output out = { 0 };
-  if (cli_output_open (&out, output, &err) < 0)
-    return cli_fail (&err);
+  int r = cli_output_args (c, argc, argv, 1, true, &out);
+  if (r != CLI_CONTINUE)
+    return r;
+  cimg_error_t err = { 0 };
   cleanup_store struct cimg_store *s = NULL;
   cleanup_container struct cimg_container *ctr = NULL;
   int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);

@@ -65,3 +65,29 @@ cli_output_abort (struct cli_output *o)
   unlink (o->tmp);
   free (steal_pointer (&o->tmp));
 }
+
+int
+cli_output_args (struct cli *c, int argc, char **argv, int nargs, bool exact, struct cli_output *o)
+{
+  static const struct option longopts[] = { { "output", required_argument, NULL, 'o' }, { 0 } };
+  const char *output = NULL;
+  int r;
+  while ((r = cli_getopt (c, argc, argv, "o:", longopts)) != -1)
+    switch (r)
+      {
+      case 'o':
+        output = optarg;
+        break;
+      case 'h':
+        return 0;
+      default:
+        return EXIT_USAGE;
+      }
+  if (exact ? argc - optind != nargs : argc - optind < nargs)
+    return cli_usage_error (c, "\"%s\" requires %s %d argument%s.", c->prog,
+                            exact ? "exactly" : "at least", nargs, nargs == 1 ? "" : "s");
+  cimg_error_t err = { 0 };
+  if (cli_output_open (o, output, &err) < 0)
+    return cli_fail (&err);
+  return CLI_CONTINUE;
+}
