@@ -69,16 +69,18 @@ struct images_opts
 static void
 emit_row (struct cimg_store *st, struct table *t, const struct images_opts *o,
           const struct cimg_image_summary *im, const char *full, const char *repo, const char *tag,
-          char ***seen_ids)
+          json_t *seen_ids)
 {
   char id[80], created[80], size[32];
   short_id (im->id, o->no_trunc, id, sizeof id);
   if (o->quiet)
     {
-      if (!cimg_strv_contains (*seen_ids, id))
+      /* Each ID once, at its first row, as Docker. A JSON object is a hash table: a linear
+         listing, where a list searched per row was quadratic in the number of images. */
+      if (json_object_get (seen_ids, id) == NULL)
         {
           printf ("%s\n", id);
-          cimg_strv_append (seen_ids, id);
+          json_object_set_new (seen_ids, id, json_true ());
         }
       return;
     }
@@ -176,14 +178,14 @@ cmd_images (struct cli *c, int argc, char **argv)
     table_add (t, "REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE");
   else
     table_add (t, "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
-  cleanup_strv char **seen = NULL;
+  cleanup_json json_t *seen = json_object ();
   for (size_t i = 0; i < n; i++)
     {
       struct cimg_image_summary *im = &v[i];
       if (im->repo_tags == NULL)
         {
           if (o.all && o.filter_repo == NULL)
-            emit_row (s, t, &o, im, NULL, "<none>", "<none>", &seen);
+            emit_row (s, t, &o, im, NULL, "<none>", "<none>", seen);
           continue;
         }
       for (size_t k = 0; im->repo_tags[k]; k++)
@@ -194,7 +196,7 @@ cmd_images (struct cli *c, int argc, char **argv)
             continue;
           if (o.filter_tag && strcmp (tag, o.filter_tag) != 0)
             continue;
-          emit_row (s, t, &o, im, im->repo_tags[k], repo, tag, &seen);
+          emit_row (s, t, &o, im, im->repo_tags[k], repo, tag, seen);
         }
     }
   if (!o.quiet && !o.json)

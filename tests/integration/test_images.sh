@@ -140,6 +140,16 @@ assert_eq "$(awk '$1 == "localhost:5000/team/bb" && $2 == "v1" {print $3}' <<<"$
   "localhost:5000/team/bb:v1 is listed with the same ID"
 expect_ok cimg images -q
 assert_eq "$OUT" "$short" "images -q prints an image once whatever its tags"
+# A second image, with two tags, beside the first with its three: each ID once, in the order
+# `images` lists them.
+must cimg import -m "a second image" "$TEST_TMP/rootfs.tar" order:1
+must cimg tag order:1 order:2
+expect_ok cimg images
+listed=$(awk 'NR > 1 && !seen[$3]++ { print $3 }' <<<"$OUT")
+assert_eq "$(wc -l <<<"$listed")" 2 "images lists two image IDs"
+expect_ok cimg images -q
+assert_eq "$OUT" "$listed" "images -q prints each ID once, in the listing's order"
+must cimg rmi order:1 order:2
 expect_ok cimg inspect busybox:other
 assert_eq "$(jq -r '.[0].RepoTags | sort | join(",")' <<<"$OUT" 2>/dev/null)" \
   "busybox:imp,busybox:other,localhost:5000/team/bb:v1" "RepoTags lists every tag"
