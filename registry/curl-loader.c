@@ -25,6 +25,7 @@ static struct
   CURLcode (*easy_perform) (CURL *);
   void (*easy_cleanup) (CURL *);
   void (*easy_reset) (CURL *);
+  CURLcode (*easy_pause) (CURL *, int);
   const char *(*easy_strerror) (CURLcode);
   char *(*easy_escape) (CURL *, const char *, int);
   void (*free) (void *);
@@ -35,6 +36,7 @@ static struct
   CURLMcode (*multi_remove_handle) (CURLM *, CURL *);
   CURLMcode (*multi_perform) (CURLM *, int *);
   CURLMcode (*multi_poll) (CURLM *, struct curl_waitfd[], unsigned int, int, int *);
+  CURLMcode (*multi_wakeup) (CURLM *);
   CURLMsg *(*multi_info_read) (CURLM *, int *);
   CURLMcode (*multi_cleanup) (CURLM *);
   const char *(*multi_strerror) (CURLMcode);
@@ -74,6 +76,7 @@ load (void)
   SYM (easy_perform, "curl_easy_perform");
   SYM (easy_cleanup, "curl_easy_cleanup");
   SYM (easy_reset, "curl_easy_reset");
+  SYM (easy_pause, "curl_easy_pause");
   SYM (easy_strerror, "curl_easy_strerror");
   SYM (easy_escape, "curl_easy_escape");
   SYM (free, "curl_free");
@@ -84,6 +87,7 @@ load (void)
   SYM (multi_remove_handle, "curl_multi_remove_handle");
   SYM (multi_perform, "curl_multi_perform");
   SYM (multi_poll, "curl_multi_poll");
+  SYM (multi_wakeup, "curl_multi_wakeup");
   SYM (multi_info_read, "curl_multi_info_read");
   SYM (multi_cleanup, "curl_multi_cleanup");
   SYM (multi_strerror, "curl_multi_strerror");
@@ -217,6 +221,20 @@ CURLMcode
 curl_multi_poll (CURLM *m, struct curl_waitfd extra[], unsigned int n, int timeout_ms, int *ret)
 {
   return loaded () ? C.multi_poll (m, extra, n, timeout_ms, ret) : CURLM_INTERNAL_ERROR;
+}
+
+/* Called from other threads (a layer's extraction thread): the library is loaded by then, as
+   the multi handle it wakes was made through it. */
+CURLMcode
+curl_multi_wakeup (CURLM *m)
+{
+  return loaded () ? C.multi_wakeup (m) : CURLM_INTERNAL_ERROR;
+}
+
+CURLcode
+curl_easy_pause (CURL *h, int bitmask)
+{
+  return loaded () ? C.easy_pause (h, bitmask) : CURLE_FAILED_INIT;
 }
 
 CURLMsg *

@@ -209,6 +209,7 @@ struct job
   bool discard;     /* this response is an error: its body is not layer bytes */
   bool fatal;       /* err is set: the pull fails */
   bool reauthed;
+  bool paused; /* the write callback paused the transfer: its sink's ring was nearly full */
   long status;
   char errbody[1024];
   size_t errlen;
@@ -232,7 +233,7 @@ struct pull
 static void
 job_reset_response (struct job *j)
 {
-  j->checked = j->discard = false;
+  j->checked = j->discard = j->paused = false;
   j->status = 0;
   j->errlen = 0;
   reg_response_clear (&j->hdr);
@@ -303,6 +304,16 @@ job_feed (struct job *j, const void *buf, size_t len, cimg_error_t *err)
   return cimg_inflater_write (j->z, buf, len, err);
 }
 
+/* Room in a layer's ring below which its transfer is paused: more than the inflated output
+   of one write callback's 16 KiB (at 64:1), which is then written without waiting. */
+#define ROOM_MIN ((size_t)1 << 20)
+
+static void
+job_wake (void *multi)
+{
+  curl_multi_wakeup (multi);
+}
+
 static size_t
 job_write (char *ptr, size_t size, size_t nmemb, void *data)
 {
@@ -352,6 +363,15 @@ job_write (char *ptr, size_t size, size_t nmemb, void *data)
       j->errlen += k;
       j->errbody[j->errlen] = '\0';
       return len;
+    }
+  /* curl serves every transfer from this one thread: a write that waited for one layer's
+     extraction would hold the others' downloads (and so their extraction threads) too. A
+     layer whose ring is nearly full is paused instead, and resumed by run_jobs once its
+     extraction thread has made room (which wakes the loop). */
+  if (!j->blob_only && !cimg_layer_sink_has_room (j->sink, ROOM_MIN, job_wake, j->p->multi))
+    {
+      j->paused = true;
+      return CURL_WRITEFUNC_PAUSE;
     }
   if (j->received + (int64_t)len > j->d.size)
     return job_fail (j, EINVAL, "size mismatch (more than the %" PRId64 " bytes expected)",
@@ -621,6 +641,17 @@ run_jobs (struct pull *p, cimg_error_t *err)
           if (job_start (j, err) < 0)
             return cimg_error_wrap (err, "layer %s", j->d.digest);
           active++;
+        }
+      for (size_t i = 0; i < p->n; i++)
+        {
+          struct job *j = &p->jobs[i];
+          if (j->state == JOB_ACTIVE && j->paused
+              && cimg_layer_sink_has_room (j->sink, ROOM_MIN, NULL, NULL))
+            {
+              j->paused = false;
+              /* This may call job_write at once, which may pause it again. */
+              curl_easy_pause (j->easy, CURLPAUSE_CONT);
+            }
         }
       int timeout = 1000;
       if (wake >= 0 && wake - t < timeout)

@@ -2,6 +2,8 @@
 #ifndef CIMG_LAYER_INTERNAL_H
 #define CIMG_LAYER_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/util.h"
@@ -19,6 +21,14 @@ struct cimg_layer_sink;
    expected_digest: the sink does not hash the same ~100 MB a second time on the thread that
    feeds it. */
 void cimg_layer_sink_digest_verified (struct cimg_layer_sink *k);
+
+/* Whether the ring to the extraction thread has room for at least min bytes now (or needs
+   none: the extraction ended). When it does not, wake (arg) is called once, from the
+   extraction thread, as soon as it does — so that a caller feeding several sinks from one
+   thread can leave this one aside instead of blocking in cimg_layer_sink_write
+   (registry/pull.c pauses the transfer). wake may be NULL: then nothing is called. */
+bool cimg_layer_sink_has_room (struct cimg_layer_sink *k, size_t min, void (*wake) (void *),
+                               void *arg);
 
 /* After a successful cimg_layer_sink_finish that committed the layer: an fd on the file system
    it synced (syncfs) just before the commit, valid until cimg_layer_sink_free; -1 when it did

@@ -37,6 +37,9 @@ struct cimg_layer_sink
   size_t rpos, rlen;
   size_t lent; /* bytes at rpos handed to libarchive by the last ring_read, still counted in rlen */
   bool eof;    /* the producer has no more bytes */
+  size_t room_min;            /* cimg_layer_sink_has_room: wake when this much is free */
+  void (*room_wake) (void *); /* … by calling this */
+  void *room_arg;
   bool worker_end; /* the worker stopped reading (done or failed) */
   int worker_rc;
   cimg_error_t worker_err;
@@ -170,6 +173,18 @@ cimg_layer_max_size (int64_t *out, cimg_error_t *err)
 /* libarchive reads the ring in place: a read callback's buffer need only stay valid until the
    next call, so the bytes handed over are released then (no copy of every tar byte on the
    extraction thread, which is the one a pull waits for). */
+/* The waker asked for by cimg_layer_sink_has_room, taken (once) if it is due; call it
+   unlocked. */
+static void (*take_waker (struct cimg_layer_sink *k, void **arg)) (void *)
+{
+  if (k->room_wake == NULL || (RING_SIZE - k->rlen < k->room_min && !k->worker_end))
+    return NULL;
+  void (*wake) (void *) = k->room_wake;
+  *arg = k->room_arg;
+  k->room_wake = NULL;
+  return wake;
+}
+
 static ssize_t
 ring_read (struct archive *a, void *data, const void **buf)
 {
@@ -182,6 +197,14 @@ ring_read (struct archive *a, void *data, const void **buf)
       k->rlen -= k->lent;
       k->lent = 0;
       pthread_cond_broadcast (&k->cv);
+      void *arg = NULL;
+      void (*wake) (void *) = take_waker (k, &arg);
+      if (wake)
+        {
+          pthread_mutex_unlock (&k->mu);
+          wake (arg);
+          pthread_mutex_lock (&k->mu);
+        }
     }
   while (k->rlen == 0 && !k->eof)
     pthread_cond_wait (&k->cv, &k->mu);
@@ -224,8 +247,30 @@ worker (void *data)
   k->worker_rc = rc;
   k->worker_end = true;
   pthread_cond_broadcast (&k->cv);
+  void *arg = NULL;
+  void (*wake) (void *) = take_waker (k, &arg);
   pthread_mutex_unlock (&k->mu);
+  /* The feeder sees the end (or the failure) at its next write. */
+  if (wake)
+    wake (arg);
   return NULL;
+}
+
+bool
+cimg_layer_sink_has_room (struct cimg_layer_sink *k, size_t min, void (*wake) (void *), void *arg)
+{
+  if (!k->thread_started)
+    return true;
+  pthread_mutex_lock (&k->mu);
+  bool room = k->worker_end || RING_SIZE - k->rlen >= min;
+  if (!room && wake)
+    {
+      k->room_min = min;
+      k->room_wake = wake;
+      k->room_arg = arg;
+    }
+  pthread_mutex_unlock (&k->mu);
+  return room;
 }
 
 /* Nothing reaches the disk on its own while a layer is written: the kernel starts writing dirty

@@ -19,6 +19,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -218,6 +220,89 @@ sink_of (struct cimg_store *s, const struct membuf *tar)
   return k;
 }
 
+struct room_waker
+{
+  int efd;
+  int wakes;
+};
+
+static void
+room_wake (void *data)
+{
+  struct room_waker *w = data;
+  __atomic_add_fetch (&w->wakes, 1, __ATOMIC_SEQ_CST);
+  uint64_t one = 1;
+  assert_int_equal (write (w->efd, &one, sizeof one), (ssize_t)sizeof one);
+}
+
+/* A feeder that asks for room instead of blocking (registry/pull.c pauses the transfer) is
+   woken once for each time it was told no, and then finds the room: a lost wake-up would leave
+   a pull's layer paused for good. The extraction is made slow (many files) so that the feeder
+   outruns it. */
+static void
+test_sink_wakes_when_room (void **state)
+{
+  struct store_fixture *f = *state;
+  enum
+  {
+    N = 20000,
+    STEP = 64 * 1024,
+    ROOM = 2 << 20
+  };
+  struct tarw t;
+  tw_init (&t);
+  for (int i = 0; i < N; i++)
+    {
+      char name[32];
+      if (i % 1000 == 0)
+        {
+          snprintf (name, sizeof name, "d%d", i / 1000);
+          tw_dir (&t, name, 0755);
+        }
+      snprintf (name, sizeof name, "d%d/f%d", i / 1000, i);
+      tw_file (&t, name, 0644, "");
+    }
+  tw_close (&t);
+  char digest[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_buf (t.m.data, t.m.len, digest);
+
+  struct room_waker w = { .efd = eventfd (0, EFD_CLOEXEC) };
+  assert_true (w.efd >= 0);
+  cimg_error_t err = { 0 };
+  struct cimg_layer_sink *k = cimg_layer_sink_new (f->s, NULL, 0, &err);
+  if (k == NULL)
+    fail_msg ("sink: %s", err.msg);
+  cimg_layer_sink_digest_verified (k);
+  int told_no = 0;
+  for (size_t off = 0; off < t.m.len; off += STEP)
+    {
+      if (!cimg_layer_sink_has_room (k, ROOM, room_wake, &w))
+        {
+          told_no++;
+          struct pollfd pfd = { .fd = w.efd, .events = POLLIN };
+          if (poll (&pfd, 1, 30000) != 1)
+            fail_msg ("no wake-up within 30 s after %d pauses", told_no);
+          uint64_t n;
+          assert_int_equal (read (w.efd, &n, sizeof n), (ssize_t)sizeof n);
+          assert_true (cimg_layer_sink_has_room (k, ROOM, NULL, NULL));
+        }
+      size_t len = t.m.len - off < STEP ? t.m.len - off : STEP;
+      if (cimg_layer_sink_write (k, t.m.data + off, len, &err) < 0)
+        fail_msg ("write: %s", err.msg);
+    }
+  struct cimg_layer_info info;
+  if (cimg_layer_sink_finish (k, digest, NULL, &info, &err) < 0)
+    fail_msg ("finish: %s", err.msg);
+  cimg_layer_sink_free (k);
+  assert_true (told_no > 0);
+  assert_int_equal (__atomic_load_n (&w.wakes, __ATOMIC_SEQ_CST), told_no);
+  /* Every byte went through, in order. */
+  assert_string_equal (info.diff_id, digest);
+  assert_true (cimg_store_has_layer (f->s, info.chain_id));
+  close (w.efd);
+  tw_free (&t);
+}
+
 static void
 test_sink_takes_the_verified_digest (void **state)
 {
@@ -267,6 +352,7 @@ main (void)
                                      store_teardown),
     cmocka_unit_test_setup_teardown (test_sink_takes_the_verified_digest, store_setup,
                                      store_teardown),
+    cmocka_unit_test_setup_teardown (test_sink_wakes_when_room, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
