@@ -123,28 +123,41 @@ if docker_start; then
 else
   peer docker 0 "$PEER_WHY"
 fi
+# podman's listing of 1000 loaded images takes minutes a call here (2026-11-24: not done within
+# 120 s), so it is timed once, as a figure of its own; the alternating comparison gives podman
+# the 1000 rows as tags of one image, which it lists in well under a second.
+podman_tags() {
+  podman_stop
+  python3 "$BENCH_DIR/mkmany.py" "$W/one.tar" 1
+  if "${PODMAN[@]}" load -q -i "$W/one.tar" >/dev/null 2>"$W/err" &&
+    "${PODMAN[@]}" tag bench/img1:v1 $(seq -f 'bench/tag%g:v1' 2 1000) 2>>"$W/err"; then
+    contender_argv podman "${PODMAN[@]}" images
+    peer podman 1
+  else
+    peer podman 0 "podman load/tag failed: $(tail -c 300 "$W/err")"
+  fi
+}
 if podman_ready; then
   t0=$(date +%s%N)
   if timeout "$PODMAN_LOAD_TIMEOUT" "${PODMAN[@]}" load -q -i "$W/many1000.tar" >/dev/null 2>"$W/err"; then
     t1=$(date +%s%N)
     echo "podman load of 1000 images: $(((t1 - t0) / 1000000)) ms"
     python3 -c 'import json, sys; print(json.dumps({"bench": "load-many", "case": "podman load of 1000 images into an empty store (time per image)", "unit": "ms", "runs": 1, "warmup": 0, "order": ["podman"], "times": {"podman": [int(sys.argv[1]) / 1e6 / 1000]}, "errors": {}, "note": "ms per image"}))' $((t1 - t0)) >>"$BENCH_RESULTS"
-    contender_argv podman "${PODMAN[@]}" images
-    peer podman 1
-  else
-    # Not its listing's fault: give podman the 1000 rows as tags of one image instead.
-    echo "podman load of 1000 images did not finish in $PODMAN_LOAD_TIMEOUT s: podman images is timed on 1000 tags of one image"
-    python3 -c 'import json, sys; print(json.dumps({"bench": "note", "case": "podman load of the 1000-image archive did not finish within %s s here; podman images was timed on 1000 tags of one image instead" % sys.argv[1], "errors": {}, "times": {}, "order": []}))' "$PODMAN_LOAD_TIMEOUT" >>"$BENCH_RESULTS"
-    podman_stop
-    python3 "$BENCH_DIR/mkmany.py" "$W/one.tar" 1
-    if "${PODMAN[@]}" load -q -i "$W/one.tar" >/dev/null 2>"$W/err" &&
-      "${PODMAN[@]}" tag bench/img1:v1 $(seq -f 'bench/tag%g:v1' 2 1000) 2>>"$W/err"; then
-      contender_argv podman "${PODMAN[@]}" images
-      peer podman 1
+    t0=$(date +%s%N)
+    if timeout "$PODMAN_LOAD_TIMEOUT" "${PODMAN[@]}" images >/dev/null 2>"$W/err"; then
+      t1=$(date +%s%N)
+      echo "podman images with 1000 loaded images (one run): $(((t1 - t0) / 1000000)) ms"
+      python3 -c 'import json, sys; print(json.dumps({"bench": "images", "case": "podman images with 1000 loaded images (one run)", "unit": "ms", "runs": 1, "warmup": 0, "order": ["podman"], "times": {"podman": [int(sys.argv[1]) / 1e6]}, "errors": {}}))' $((t1 - t0)) >>"$BENCH_RESULTS"
     else
-      peer podman 0 "podman load/tag failed: $(tail -c 300 "$W/err")"
+      echo "podman images with 1000 loaded images did not finish in $PODMAN_LOAD_TIMEOUT s"
+      python3 -c 'import json, sys; print(json.dumps({"bench": "note", "case": "podman images with 1000 loaded images did not finish within %s s here (one run)" % sys.argv[1], "errors": {}, "times": {}, "order": []}))' "$PODMAN_LOAD_TIMEOUT" >>"$BENCH_RESULTS"
     fi
+  else
+    echo "podman load of 1000 images did not finish in $PODMAN_LOAD_TIMEOUT s"
+    python3 -c 'import json, sys; print(json.dumps({"bench": "note", "case": "podman load of the 1000-image archive did not finish within %s s here" % sys.argv[1], "errors": {}, "times": {}, "order": []}))' "$PODMAN_LOAD_TIMEOUT" >>"$BENCH_RESULTS"
   fi
+  python3 -c 'import json; print(json.dumps({"bench": "note", "case": "podman images in the alternating comparison lists 1000 tags of one image: its listing of 1000 loaded images takes minutes a call", "errors": {}, "times": {}, "order": []}))' >>"$BENCH_RESULTS"
+  podman_tags
 else
   peer podman 0 "$PEER_WHY"
 fi
