@@ -44,7 +44,6 @@ struct deferred
 struct closer
 {
   pthread_t thread;
-  bool started;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   struct deferred q[CLOSER_SLOTS];
@@ -144,7 +143,6 @@ closer_start (struct apply_ctx *c)
       free (k);
       return;
     }
-  k->started = true;
   c->closer = k;
 }
 

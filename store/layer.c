@@ -170,9 +170,6 @@ cimg_layer_max_size (int64_t *out, cimg_error_t *err)
   return 0;
 }
 
-/* libarchive reads the ring in place: a read callback's buffer need only stay valid until the
-   next call, so the bytes handed over are released then (no copy of every tar byte on the
-   extraction thread, which is the one a pull waits for). */
 /* The waker asked for by cimg_layer_sink_has_room, taken (once) if it is due; call it
    unlocked. */
 static void (*take_waker (struct cimg_layer_sink *k, void **arg)) (void *)
@@ -185,6 +182,9 @@ static void (*take_waker (struct cimg_layer_sink *k, void **arg)) (void *)
   return wake;
 }
 
+/* libarchive reads the ring in place: a read callback's buffer need only stay valid until the
+   next call, so the bytes handed over are released then (no copy of every tar byte on the
+   extraction thread, which is the one a pull waits for). */
 static ssize_t
 ring_read (struct archive *a, void *data, const void **buf)
 {

@@ -304,3 +304,34 @@ expect_fail "$CIMG_ERR_CODE" cimg_in "$root_x" pull "$REGISTRY/liar:1"
 assert_contains "$ERR" "diff_id mismatch" "a blob that inflates to another layer is refused"
 assert_not_contains "$(cimg_in "$root_x" images)" "liar" "nothing is tagged"
 assert_store_clean "$root_x"
+
+section "(k) three layers at once, each bigger than its unpack buffer"
+# Each upper layer is ~12 MB of tar (12 000 small files) for a 4 MiB ring: its extraction falls
+# behind its download, so its transfer is paused and resumed (registry/pull.c) while the other
+# layers' transfers go on in the same loop.
+make_fixture_oci "$TEST_TMP/many" busybox
+mb="$TEST_TMP/many-bundle"
+_quietly umoci-many-unpack umoci unpack --image "$TEST_TMP/many:busybox" "$mb"
+for n in 1 2 3; do
+  must python3 -c 'import os, sys
+d = os.path.join(sys.argv[1], "many%s" % sys.argv[2])
+os.mkdir(d)
+for i in range(12000):
+    with open(os.path.join(d, "f%d" % i), "w") as f:
+        f.write("%s-%d\n" % (sys.argv[2], i))' "$mb/rootfs" "$n"
+  _quietly "umoci-many-repack$n" umoci repack --refresh-bundle --image "$TEST_TMP/many:many" "$mb"
+done
+push_fixture "oci:$TEST_TMP/many:many" many:1
+assert_eq "$(reg_manifest many:1 | jq '.layers | length')" 4 "the fixture has four layers"
+root_k="$TEST_TMP/root-k"
+expect_ok cimg_in "$root_k" pull "$REGISTRY/many:1"
+mount_image "$REGISTRY/many:1" "$TEST_TMP/many-mnt" "$root_k"
+assert_eq "$(rootfs_listing "$TEST_TMP/many-mnt")" "$(rootfs_listing "$mb/rootfs")" \
+  "the overlay of the pulled layers is the rootfs umoci had"
+if diff -r "$TEST_TMP/many-mnt" "$mb/rootfs" >/dev/null; then
+  pass "every file has its content"
+else
+  fail "contents differ: $(diff -r "$TEST_TMP/many-mnt" "$mb/rootfs" 2>&1 | head -3)"
+fi
+umount "$TEST_TMP/many-mnt"
+assert_store_clean "$root_k"

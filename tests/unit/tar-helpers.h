@@ -99,6 +99,29 @@ tw_put (struct tarw *t, struct archive_entry *e, const void *data, size_t len)
   archive_entry_free (e);
 }
 
+/* cimg_layer_apply of an in-memory tar into rootfd (max_size 0: no limit). */
+static inline int
+apply_buf (const void *buf, size_t len, int rootfd, int64_t max_size,
+           struct cimg_apply_stats *stats, cimg_error_t *err)
+{
+  struct archive *a = archive_read_new ();
+  archive_read_support_format_tar (a);
+  assert_int_equal (archive_read_open_memory (a, buf, len), ARCHIVE_OK);
+  struct cimg_apply_opts opts = { .max_size = max_size };
+  int r = cimg_layer_apply (a, rootfd, &opts, stats, err);
+  archive_read_free (a);
+  return r;
+}
+
+/* The same for t, ended first if it is not yet. */
+static inline int
+apply_tw (struct tarw *t, int rootfd, cimg_error_t *err)
+{
+  if (t->a)
+    tw_close (t);
+  return apply_buf (t->m.data, t->m.len, rootfd, 0, NULL, err);
+}
+
 static inline void
 tw_file (struct tarw *t, const char *name, mode_t perm, const char *content)
 {

@@ -30,27 +30,6 @@ mem_pack_cb (void *data, const void *buf, size_t len, cimg_error_t *err)
   return 0;
 }
 
-static int
-apply_buf (const void *buf, size_t len, int rootfd, int64_t max_size,
-           struct cimg_apply_stats *stats, cimg_error_t *err)
-{
-  struct archive *a = archive_read_new ();
-  archive_read_support_format_tar (a);
-  assert_int_equal (archive_read_open_memory (a, buf, len), ARCHIVE_OK);
-  struct cimg_apply_opts opts = { .max_size = max_size };
-  int r = cimg_layer_apply (a, rootfd, &opts, stats, err);
-  archive_read_free (a);
-  return r;
-}
-
-static int
-apply_tw (struct tarw *t, int rootfd, cimg_error_t *err)
-{
-  if (t->a)
-    tw_close (t);
-  return apply_buf (t->m.data, t->m.len, rootfd, 0, NULL, err);
-}
-
 /* ---------------------------------------------------------------- fixture */
 
 struct fx

@@ -68,13 +68,8 @@ test_many_files_dated_and_closed (void **state)
   int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   assert_true (rootfd >= 0);
   int before = open_fds ();
-  struct archive *a = archive_read_new ();
-  archive_read_support_format_tar (a);
-  assert_int_equal (archive_read_open_memory (a, t.m.data, t.m.len), ARCHIVE_OK);
   cimg_error_t err = { 0 };
-  int r = cimg_layer_apply (a, rootfd, NULL, NULL, &err);
-  archive_read_free (a);
-  if (r < 0)
+  if (apply_tw (&t, rootfd, &err) < 0)
     fail_msg ("apply: %s", err.msg);
   assert_int_equal (open_fds (), before);
 
@@ -96,24 +91,6 @@ test_many_files_dated_and_closed (void **state)
     }
   close (rootfd);
   tw_free (&t);
-}
-
-static int
-apply_mem (const char *root, const struct membuf *m, cimg_error_t *err)
-{
-  int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  assert_true (rootfd >= 0);
-  struct archive *a = archive_read_new ();
-  archive_read_support_format_tar (a);
-  assert_int_equal (archive_read_open_memory (a, m->data, m->len), ARCHIVE_OK);
-  int r = cimg_layer_apply (a, rootfd, NULL, NULL, err);
-  archive_read_free (a);
-  if (r < 0)
-    {
-      close (rootfd);
-      return -1;
-    }
-  return rootfd;
 }
 
 /* A write that fails (a full file system) fails the layer, names the file and the reason, and
@@ -148,14 +125,16 @@ test_write_error_fails_the_layer (void **state)
         skip ();
       fail_msg ("mount tmpfs: %s", strerror (errno));
     }
+  int rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int before = open_fds ();
   cimg_error_t err = { 0 };
-  int rootfd = apply_mem (root, &t.m, &err);
+  int r = rootfd < 0 ? 0 : apply_tw (&t, rootfd, &err);
   int after = open_fds ();
   if (rootfd >= 0)
     close (rootfd);
   umount2 (root, MNT_DETACH);
-  assert_true (rootfd < 0);
+  assert_true (rootfd >= 0);
+  assert_int_equal (r, -1);
   assert_int_equal (after, before);
   assert_int_equal (err.code, ENOSPC);
   assert_non_null (strstr (err.msg, "entry \"f"));
