@@ -242,6 +242,25 @@ for bad in "$TEST_TMP/fake/cimg/$bid" "$TEST_TMP/cglink/cimg/$bid" \
 done
 set_paths '.CgroupPaths = [1, null]'
 exec_cgroups "exec with kept directories that are not strings: every cgroup of the container's process"
+# A kernel before 5.3 has no pidfd_open (ENOSYS): exec joins through the namespace files of
+# /proc/PID/ns instead, one setns each. Made so by a seccomp filter around cimg.
+deny="$CIMG_SRC/tests/integration/deny_syscalls.py"
+run python3 "$deny" pidfd_open=ENOSYS -- python3 -c 'import os; os.pidfd_open(os.getpid())'
+assert_contains "$RC $ERR" "1 Traceback" "the filter makes pidfd_open fail"
+assert_contains "$ERR" "Function not implemented" "the filter makes pidfd_open fail with ENOSYS"
+old_exec() { python3 "$deny" pidfd_open=ENOSYS -- "$CIMG" --root "$CIMG_ROOT" exec "$@"; }
+expect_ok old_exec box hostname
+assert_eq "$OUT" "boxhost" "exec without pidfds: the container's hostname"
+expect_ok old_exec box ps -o pid,comm
+assert_eq "$(awk 'NR == 2 {print $1 ":" $2}' <<<"$OUT"):$(tail -n +2 <<<"$OUT" | wc -l)" "1:sleep:2" \
+  "exec without pidfds: in the container's PID namespace, PID 1 its command"
+expect_ok old_exec box sh -c 'cat /made.txt; ls /sys/class/net; grep CapEff /proc/self/status'
+assert_eq "$OUT" $'made\nlo\nCapEff:\t00000000a80425fb' \
+  "exec without pidfds: its files, its network, its capabilities"
+expect_ok old_exec box sh -c 'cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup'
+assert_eq "$(sed -n '/^---$/q;p' <<<"$OUT")" "$(sed '1,/^---$/d' <<<"$OUT")" \
+  "exec without pidfds: in every cgroup of the container's process"
+expect_rc 7 old_exec box sh -c 'exit 7'
 # Dispositions the caller ignores do not reach the exec'd process (nohup's SIGHUP, SIGPIPE).
 OUT=$(trap '' HUP PIPE && "$CIMG" --root "$CIMG_ROOT" exec box grep SigIgn /proc/self/status)
 assert_eq "$(($(printf '0x%s' "$(awk '{print $2}' <<<"$OUT")") & 0x1001))" 0 \
