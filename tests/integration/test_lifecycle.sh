@@ -261,6 +261,14 @@ expect_ok old_exec box sh -c 'cat /proc/self/cgroup; echo ---; cat /proc/1/cgrou
 assert_eq "$(sed -n '/^---$/q;p' <<<"$OUT")" "$(sed '1,/^---$/d' <<<"$OUT")" \
   "exec without pidfds: in every cgroup of the container's process"
 expect_rc 7 old_exec box sh -c 'exit 7'
+# Linux 5.3 to 5.7: pidfds, but setns refuses them (EINVAL); exec turns to the namespace files.
+pidfd_exec() { python3 "$deny" setns@pidfd=EINVAL -- "$CIMG" --root "$CIMG_ROOT" exec "$@"; }
+expect_ok pidfd_exec box sh -c 'hostname; ps -o pid,comm | awk "NR == 2 {print \$1 \":\" \$2}"; cat /made.txt'
+assert_eq "$OUT" $'boxhost\n1:sleep\nmade' \
+  "exec where setns takes no pidfd: the container's hostname, PID namespace and files"
+expect_ok pidfd_exec box sh -c 'cat /proc/self/cgroup; echo ---; cat /proc/1/cgroup'
+assert_eq "$(sed -n '/^---$/q;p' <<<"$OUT")" "$(sed '1,/^---$/d' <<<"$OUT")" \
+  "exec where setns takes no pidfd: in every cgroup of the container's process"
 # Dispositions the caller ignores do not reach the exec'd process (nohup's SIGHUP, SIGPIPE).
 OUT=$(trap '' HUP PIPE && "$CIMG" --root "$CIMG_ROOT" exec box grep SigIgn /proc/self/status)
 assert_eq "$(($(printf '0x%s' "$(awk '{print $2}' <<<"$OUT")") & 0x1001))" 0 \
