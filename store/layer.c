@@ -40,7 +40,8 @@ struct cimg_layer_sink
   size_t room_min;            /* cimg_layer_sink_has_room: wake when this much is free */
   void (*room_wake) (void *); /* … by calling this */
   void *room_arg;
-  bool worker_end; /* the worker stopped reading (done or failed) */
+  bool worker_end;  /* the worker stopped reading (done or failed) */
+  bool tail_hashed; /* the producer hashed what the worker left in the ring, and hashes on */
   int worker_rc;
   cimg_error_t worker_err;
   struct cimg_apply_stats stats;
@@ -190,6 +191,12 @@ ring_read (struct archive *a, void *data, const void **buf)
 {
   struct cimg_layer_sink *k = data;
   (void)a;
+  /* The diff_id is hashed here, as the bytes are released, rather than by the producer: the
+     producer (the download loop, which also hashes the compressed stream and inflates it) is
+     the stage a pull waits for, and this thread idles waiting for it. The producer never
+     writes into [rpos, rpos + rlen), so the bytes are read unlocked. */
+  if (k->lent > 0)
+    cimg_sha256_update (k->h_diff, k->ring + k->rpos, k->lent);
   pthread_mutex_lock (&k->mu);
   if (k->lent > 0)
     {
@@ -313,6 +320,22 @@ stop_flusher (struct cimg_layer_sink *k)
   k->flusher_started = false;
 }
 
+/* Once the worker has stopped, the bytes it left in the ring (handed to libarchive or not) are
+   hashed by the producer, which then hashes what it is given directly. */
+static void
+hash_tail (struct cimg_layer_sink *k)
+{
+  if (k->tail_hashed)
+    return;
+  k->tail_hashed = true;
+  size_t first = RING_SIZE - k->rpos;
+  if (first > k->rlen)
+    first = k->rlen;
+  cimg_sha256_update (k->h_diff, k->ring + k->rpos, first);
+  cimg_sha256_update (k->h_diff, k->ring, k->rlen - first);
+  k->rpos = k->rlen = k->lent = 0;
+}
+
 static int
 worker_error (struct cimg_layer_sink *k, cimg_error_t *err)
 {
@@ -341,7 +364,6 @@ push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
       pthread_cond_signal (&k->fcv);
       pthread_mutex_unlock (&k->fmu);
     }
-  cimg_sha256_update (k->h_diff, buf, len);
   pthread_mutex_lock (&k->mu);
   while (len > 0)
     {
@@ -353,7 +375,11 @@ push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
              counts for the diff_id) or has failed. */
           bool failed = k->worker_rc < 0;
           pthread_mutex_unlock (&k->mu);
-          return failed ? worker_error (k, err) : 0;
+          if (failed)
+            return worker_error (k, err);
+          hash_tail (k);
+          cimg_sha256_update (k->h_diff, p, len);
+          return 0;
         }
       size_t wpos = (k->rpos + k->rlen) % RING_SIZE;
       size_t chunk = RING_SIZE - wpos; /* contiguous up to the end of the ring */
@@ -536,6 +562,7 @@ cimg_layer_sink_finish (struct cimg_layer_sink *k, const char *expected_digest,
   stop_flusher (k);
   if (k->worker_rc < 0)
     return worker_error (k, err);
+  hash_tail (k);
   if (k->comp_verified)
     {
       if (expected_digest == NULL || !cimg_digest_valid (expected_digest))

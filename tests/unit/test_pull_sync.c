@@ -321,6 +321,62 @@ test_sink_takes_the_verified_digest (void **state)
   tw_free (&t);
 }
 
+/* The diff_id is the hash of every byte of the tar stream, in order, whichever thread hashes
+   them: the extraction thread as it releases them, the feeder for what that thread left in the
+   ring when it stopped at the end-of-archive marker and for all that follows (padding that
+   counts, even beyond the ring's size, or other bytes). Fed in chunks of several sizes. */
+static void
+test_diff_id_covers_every_byte (void **state)
+{
+  struct store_fixture *f = *state;
+  static const size_t chunks[] = { 1000, 65536, 1 << 20, SIZE_MAX };
+  static const size_t tails[] = { 0, 3000, 10 << 20 };
+  for (size_t ti = 0; ti < ARRAY_SIZE (tails); ti++)
+    for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
+      {
+        struct tarw t;
+        tw_init (&t);
+        char name[32];
+        for (int i = 0; i < 300; i++)
+          {
+            snprintf (name, sizeof name, "f%d-%zu-%zu", i, ti, ci);
+            tw_file (&t, name, 0644, name);
+          }
+        tw_close (&t);
+        size_t len = t.m.len + tails[ti];
+        unsigned char *buf = xzalloc (len);
+        memcpy (buf, t.m.data, t.m.len);
+        if (ti == 1)
+          memset (buf + t.m.len, 'x', tails[ti]); /* not zeros: still the layer's bytes */
+        char digest[CIMG_DIGEST_BUFSIZE];
+        cimg_sha256_buf (buf, len, digest);
+        cimg_error_t err = { 0 };
+        struct cimg_layer_sink *k = cimg_layer_sink_new (f->s, NULL, 0, &err);
+        if (k == NULL)
+          fail_msg ("sink: %s", err.msg);
+        for (size_t off = 0; off < len;)
+          {
+            size_t n = len - off < chunks[ci] ? len - off : chunks[ci];
+            if (cimg_layer_sink_write (k, buf + off, n, &err) < 0)
+              fail_msg ("write: %s", err.msg);
+            off += n;
+          }
+        struct cimg_layer_info info;
+        if (cimg_layer_sink_finish (k, NULL, NULL, &info, &err) < 0)
+          fail_msg ("finish (tail %zu, chunk %zu): %s", tails[ti], chunks[ci], err.msg);
+        cimg_layer_sink_free (k);
+        if (strcmp (info.diff_id, digest) != 0)
+          fail_msg ("tail %zu, chunk %zu: diff_id %s, the bytes hash to %s", tails[ti], chunks[ci],
+                    info.diff_id, digest);
+        struct stat st;
+        cleanup_free char *path
+            = xasprintf ("layers/%s/diff/f299-%zu-%zu", strchr (info.chain_id, ':') + 1, ti, ci);
+        assert_int_equal (fstatat (f->s->dirfd, path, &st, 0), 0);
+        free (buf);
+        tw_free (&t);
+      }
+}
+
 int
 main (void)
 {
@@ -332,6 +388,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_sink_takes_the_verified_digest, store_setup,
                                      store_teardown),
     cmocka_unit_test_setup_teardown (test_sink_wakes_when_room, store_setup, store_teardown),
+    cmocka_unit_test_setup_teardown (test_diff_id_covers_every_byte, store_setup, store_teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
