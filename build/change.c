@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -149,15 +150,306 @@ apply_words (json_t *cc, const struct cimg_instruction *in, struct cimg_meta_ctx
   return 0;
 }
 
-static int
-apply_healthcheck (json_t *cc, const struct cimg_instruction *in, struct sbuf *d, cimg_error_t *err)
+/* ---------------------------------------------------------------- HEALTHCHECK options */
+
+/* Go's time package quotes a duration in its messages: '"' and '\\' escaped, every byte below
+   0x20 or above 0x7f as \xNN (it does not try to be strconv.Quote). */
+static char *
+time_quote (const char *s)
 {
-  if (in->flags[0])
-    return cimg_error_set (err, EINVAL, "HEALTHCHECK options are not supported yet");
+  struct sbuf b = { 0 };
+  sbuf_addc (&b, '"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    {
+      if (*p < 0x20 || *p >= 0x80)
+        sbuf_addf (&b, "\\x%02x", *p);
+      else
+        {
+          if (*p == '"' || *p == '\\')
+            sbuf_addc (&b, '\\');
+          sbuf_addc (&b, (char)*p);
+        }
+    }
+  sbuf_addc (&b, '"');
+  return sbuf_steal (&b);
+}
+
+#define NS_MAX_MAGNITUDE ((uint64_t)1 << 63)
+
+static int
+duration_invalid (const char *orig, cimg_error_t *err)
+{
+  cleanup_free char *q = time_quote (orig);
+  return cimg_error_set (err, EINVAL, "time: invalid duration %s", q);
+}
+
+int
+cimg_build_parse_duration (const char *orig, int64_t *ns, cimg_error_t *err)
+{
+  static const struct
+  {
+    const char *name;
+    uint64_t ns;
+  } units[] = {
+    { "ns", 1 },
+    { "us", 1000 },
+    { "\xc2\xb5s", 1000 }, /* U+00B5 micro sign */
+    { "\xce\xbcs", 1000 }, /* U+03BC Greek small mu */
+    { "ms", 1000000 },
+    { "s", 1000000000 },
+    { "m", 60ULL * 1000000000 },
+    { "h", 3600ULL * 1000000000 },
+  };
+  const char *s = orig;
+  bool neg = false;
+  if (*s == '-' || *s == '+')
+    neg = *s++ == '-';
+  if (strcmp (s, "0") == 0)
+    {
+      *ns = 0;
+      return 0;
+    }
+  if (*s == '\0')
+    return duration_invalid (orig, err);
+  uint64_t d = 0;
+  while (*s)
+    {
+      if (!(*s == '.' || (*s >= '0' && *s <= '9')))
+        return duration_invalid (orig, err);
+      uint64_t v = 0, f = 0;
+      double scale = 1;
+      const char *start = s;
+      for (; *s >= '0' && *s <= '9'; s++)
+        {
+          if (v > NS_MAX_MAGNITUDE / 10)
+            return duration_invalid (orig, err);
+          v = v * 10 + (uint64_t)(*s - '0');
+          if (v > NS_MAX_MAGNITUDE)
+            return duration_invalid (orig, err);
+        }
+      bool pre = s != start, post = false;
+      if (*s == '.')
+        {
+          s++;
+          const char *fs = s;
+          bool overflow = false;
+          /* Digits past what 63 bits hold are dropped, not an error (Go's leadingFraction). */
+          for (; *s >= '0' && *s <= '9'; s++)
+            {
+              if (overflow)
+                continue;
+              if (f > (NS_MAX_MAGNITUDE - 1) / 10)
+                {
+                  overflow = true;
+                  continue;
+                }
+              uint64_t y = f * 10 + (uint64_t)(*s - '0');
+              if (y > NS_MAX_MAGNITUDE)
+                {
+                  overflow = true;
+                  continue;
+                }
+              f = y;
+              scale *= 10;
+            }
+          post = s != fs;
+        }
+      if (!pre && !post)
+        return duration_invalid (orig, err);
+      size_t ulen = strcspn (s, ".0123456789");
+      if (ulen == 0)
+        {
+          cleanup_free char *q = time_quote (orig);
+          return cimg_error_set (err, EINVAL, "time: missing unit in duration %s", q);
+        }
+      uint64_t unit = 0;
+      for (size_t i = 0; i < ARRAY_SIZE (units); i++)
+        if (strlen (units[i].name) == ulen && memcmp (units[i].name, s, ulen) == 0)
+          unit = units[i].ns;
+      if (unit == 0)
+        {
+          cleanup_free char *u = xstrndup (s, ulen);
+          cleanup_free char *qu = time_quote (u), *q = time_quote (orig);
+          return cimg_error_set (err, EINVAL, "time: unknown unit %s in duration %s", qu, q);
+        }
+      s += ulen;
+      if (v > NS_MAX_MAGNITUDE / unit)
+        return duration_invalid (orig, err);
+      v *= unit;
+      if (f > 0)
+        {
+          /* float64 as Go does: exact to the nanosecond for fractions of an hour */
+          v += (uint64_t)((double)f * ((double)unit / scale));
+          if (v > NS_MAX_MAGNITUDE)
+            return duration_invalid (orig, err);
+        }
+      d += v;
+      if (d > NS_MAX_MAGNITUDE)
+        return duration_invalid (orig, err);
+    }
+  if (neg)
+    {
+      *ns = d == NS_MAX_MAGNITUDE ? INT64_MIN : -(int64_t)d;
+      return 0;
+    }
+  if (d > NS_MAX_MAGNITUDE - 1)
+    return duration_invalid (orig, err);
+  *ns = (int64_t)d;
+  return 0;
+}
+
+/* v / 10^prec into the tail of buf (ending at *w) as ".123", trailing zeros and the point left
+   out when they are all zeros; returns v / 10^prec. Go's fmtFrac. */
+static uint64_t
+fmt_frac (char *buf, size_t *w, uint64_t v, int prec)
+{
+  bool print = false;
+  for (int i = 0; i < prec; i++)
+    {
+      unsigned digit = (unsigned)(v % 10);
+      print = print || digit != 0;
+      if (print)
+        buf[--*w] = (char)('0' + digit);
+      v /= 10;
+    }
+  if (print)
+    buf[--*w] = '.';
+  return v;
+}
+
+static void
+fmt_int (char *buf, size_t *w, uint64_t v)
+{
+  if (v == 0)
+    buf[--*w] = '0';
+  for (; v > 0; v /= 10)
+    buf[--*w] = (char)('0' + v % 10);
+}
+
+char *
+cimg_build_format_duration (int64_t d)
+{
+  char buf[40];
+  size_t w = sizeof buf;
+  buf[--w] = '\0';
+  uint64_t u = d < 0 ? (uint64_t)0 - (uint64_t)d : (uint64_t)d;
+  if (u < 1000000000)
+    {
+      int prec = 0;
+      buf[--w] = 's';
+      if (u == 0)
+        {
+          buf[--w] = '0';
+          return xstrdup (buf + w);
+        }
+      if (u < 1000)
+        buf[--w] = 'n';
+      else if (u < 1000000)
+        {
+          prec = 3;
+          buf[--w] = '\xb5';
+          buf[--w] = '\xc2';
+        }
+      else
+        {
+          prec = 6;
+          buf[--w] = 'm';
+        }
+      u = fmt_frac (buf, &w, u, prec);
+      fmt_int (buf, &w, u);
+    }
+  else
+    {
+      buf[--w] = 's';
+      u = fmt_frac (buf, &w, u, 9);
+      fmt_int (buf, &w, u % 60);
+      u /= 60;
+      if (u > 0)
+        {
+          buf[--w] = 'm';
+          fmt_int (buf, &w, u % 60);
+          u /= 60;
+          if (u > 0)
+            {
+              buf[--w] = 'h';
+              fmt_int (buf, &w, u);
+            }
+        }
+    }
+  if (d < 0)
+    buf[--w] = '-';
+  return xstrdup (buf + w);
+}
+
+/* strconv.ParseInt (s, 10, 32), with its messages. */
+static int
+parse_int32 (const char *s0, int64_t *out, cimg_error_t *err)
+{
+  const char *s = s0;
+  bool neg = false;
+  if (*s == '+' || *s == '-')
+    neg = *s++ == '-';
+  cleanup_free char *q = go_quote (s0);
+  if (*s == '\0')
+    return cimg_error_set (err, EINVAL, "strconv.ParseInt: parsing %s: invalid syntax", q);
+  uint64_t n = 0;
+  bool range = false;
+  for (; *s; s++)
+    {
+      if (*s < '0' || *s > '9')
+        return cimg_error_set (err, EINVAL, "strconv.ParseInt: parsing %s: invalid syntax", q);
+      n = n * 10 + (uint64_t)(*s - '0');
+      /* ParseUint stops at the first digit that overflows 32 bits: what follows is not read */
+      if (n > UINT32_MAX)
+        {
+          range = true;
+          break;
+        }
+    }
+  if (range || (!neg && n > INT32_MAX) || (neg && n > (uint64_t)INT32_MAX + 1))
+    return cimg_error_set (err, ERANGE, "strconv.ParseInt: parsing %s: value out of range", q);
+  *out = neg ? -(int64_t)n : (int64_t)n;
+  return 0;
+}
+
+/* HEALTHCHECK's duration flags and the HealthConfig fields they set. */
+static const char *const hc_opts[][2] = { { "interval", "Interval" },
+                                          { "timeout", "Timeout" },
+                                          { "start-period", "StartPeriod" },
+                                          { "start-interval", "StartInterval" } };
+
+/* BuildKit's parseOptInterval: "" is unset (0), 0 stays 0, anything else at least 1ms. */
+static int
+opt_interval (const struct cimg_instruction *in, const char *name, int64_t *out, cimg_error_t *err)
+{
+  *out = 0;
+  const char *v = NULL;
+  size_t n = strlen (name);
+  for (size_t i = 0; in->flags[i]; i++)
+    if (strncmp (in->flags[i], "--", 2) == 0 && strncmp (in->flags[i] + 2, name, n) == 0
+        && in->flags[i][2 + n] == '=')
+      v = in->flags[i] + 3 + n;
+  if (v == NULL || *v == '\0')
+    return 0;
+  if (cimg_build_parse_duration (v, out, err) < 0)
+    return -1;
+  if (*out != 0 && *out < 1000000)
+    return cimg_error_set (err, EINVAL, "Interval \"%s\" cannot be less than 1ms", name);
+  return 0;
+}
+
+json_t *
+cimg_build_healthcheck (const struct cimg_instruction *in, cimg_error_t *err)
+{
   json_t *test = json_array ();
+  cleanup_json json_t *hc = json_pack ("{s:o}", "Test", test);
+  /* BuildKit reads no flag of HEALTHCHECK NONE: its options are ignored. */
   if (in->args[0] == NULL || strcasecmp (in->args[0], "NONE") == 0)
-    json_array_append_new (test, json_string ("NONE"));
-  else if (in->json)
+    {
+      json_array_append_new (test, json_string ("NONE"));
+      return steal_pointer (&hc);
+    }
+  if (in->json)
     {
       json_array_append_new (test, json_string ("CMD"));
       for (size_t i = 1; in->args[i]; i++)
@@ -168,9 +460,61 @@ apply_healthcheck (json_t *cc, const struct cimg_instruction *in, struct sbuf *d
       json_array_append_new (test, json_string ("CMD-SHELL"));
       json_array_append_new (test, json_string (in->args[1] ? in->args[1] : ""));
     }
-  cleanup_free char *j = json_dumps (test, JSON_COMPACT);
+  /* Docker's HealthConfig, fields omitted when zero (omitempty), nanoseconds as integers. */
+  for (size_t i = 0; i < ARRAY_SIZE (hc_opts); i++)
+    {
+      int64_t ns;
+      if (opt_interval (in, hc_opts[i][0], &ns, err) < 0)
+        return NULL;
+      if (ns)
+        json_object_set_new (hc, hc_opts[i][1], json_integer (ns));
+    }
+  for (size_t i = 0; in->flags[i]; i++)
+    if (cimg_str_has_prefix (in->flags[i], "--retries=") && in->flags[i][10])
+      {
+        int64_t r = 0;
+        if (parse_int32 (in->flags[i] + 10, &r, err) < 0)
+          return NULL;
+        if (r < 0)
+          {
+            cimg_error_set (err, EINVAL, "--retries cannot be negative (%lld)", (long long)r);
+            return NULL;
+          }
+        if (r)
+          json_object_set_new (hc, "Retries", json_integer (r));
+      }
+  return steal_pointer (&hc);
+}
+
+/* The history and cache-key text: the options that are set, normalised (so equal configs give
+   equal text and different ones different text), then the test as JSON. */
+static void
+healthcheck_desc (json_t *hc, struct sbuf *d)
+{
+  for (size_t i = 0; i < ARRAY_SIZE (hc_opts); i++)
+    {
+      json_t *v = json_object_get (hc, hc_opts[i][1]);
+      if (v)
+        {
+          cleanup_free char *t = cimg_build_format_duration ((int64_t)json_integer_value (v));
+          sbuf_addf (d, " --%s=%s", hc_opts[i][0], t);
+        }
+    }
+  json_t *r = json_object_get (hc, "Retries");
+  if (r)
+    sbuf_addf (d, " --retries=%lld", (long long)json_integer_value (r));
+  cleanup_free char *j = json_dumps (json_object_get (hc, "Test"), JSON_COMPACT);
   sbuf_addf (d, " %s", j);
-  json_object_set_new (cc, "Healthcheck", json_pack ("{s:o}", "Test", test));
+}
+
+static int
+apply_healthcheck (json_t *cc, const struct cimg_instruction *in, struct sbuf *d, cimg_error_t *err)
+{
+  json_t *hc = cimg_build_healthcheck (in, err);
+  if (hc == NULL)
+    return -1;
+  healthcheck_desc (hc, d);
+  json_object_set_new (cc, "Healthcheck", hc);
   return 0;
 }
 

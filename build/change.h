@@ -36,6 +36,25 @@ int cimg_config_apply_change (json_t *cc, const char *line, cimg_error_t *err);
    command". */
 int cimg_config_apply_changes (json_t *cc, char *const *changes, cimg_error_t *err);
 
+/* ---------------------------------------------------------------- HEALTHCHECK */
+
+/* Parse a duration as Go's time.ParseDuration: a sign, then one or more decimal numbers (a
+   fraction allowed) each with a unit ns, us, µs, μs, ms, s, m, h ("1m30s", "1.5s",
+   "-2h"); "0" alone needs no unit. Stores nanoseconds in *ns and returns 0, or -1 with err set
+   to Go's message ("time: missing unit in duration \"5\"", "time: invalid duration \"\"",
+   "time: unknown unit \"x\" in duration \"1x\""; beyond 2^63-1 ns is invalid). */
+int cimg_build_parse_duration (const char *s, int64_t *ns, cimg_error_t *err);
+/* ns as Go's Duration.String: "1h0m0s", "1.5s", "500ms", "2µs", "0s". Newly allocated. */
+char *cimg_build_format_duration (int64_t ns);
+/* The Healthcheck object of a HEALTHCHECK instruction, as BuildKit's parseHealthcheck makes it:
+   {"Test": ["CMD-SHELL", "…"] | ["CMD", …] | ["NONE"], "Interval", "Timeout", "StartPeriod",
+   "StartInterval" (nanoseconds), "Retries"}, a field left out when zero. --interval, --timeout,
+   --start-period and --start-interval are Go durations, 0 or at least 1ms; --retries a 32-bit
+   integer ≥ 0; an empty value is unset; NONE ignores them. Returns a new reference, or NULL with
+   err set to BuildKit's message ("Interval \"timeout\" cannot be less than 1ms", "--retries
+   cannot be negative (-1)", "strconv.ParseInt: parsing \"x\": invalid syntax"). */
+json_t *cimg_build_healthcheck (const struct cimg_instruction *in, cimg_error_t *err);
+
 /* ---------------------------------------------------------------- shared with build/exec.c */
 
 /* Set k=v in the "K=V" vector *env (replacing an earlier k). */

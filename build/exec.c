@@ -177,6 +177,19 @@ env_get (char *const *env, const char *name)
   return v;
 }
 
+/* The ARGs Docker predefines: usable with --build-arg without being declared. */
+static bool
+is_proxy_arg (const char *name)
+{
+  static const char *const names[]
+      = { "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+          "ftp_proxy",  "NO_PROXY",   "no_proxy",    "ALL_PROXY",   "all_proxy" };
+  for (size_t i = 0; i < ARRAY_SIZE (names); i++)
+    if (strcmp (name, names[i]) == 0)
+      return true;
+  return false;
+}
+
 static json_t *
 cfg_obj (struct state *st)
 {
@@ -738,9 +751,55 @@ has_glob (const char *s)
   return strpbrk (s, "*?[") != NULL;
 }
 
-/* Expand a source pattern (clean, relative to the source root) to the paths it names,
-   component by component: a component with wildcards is matched against the directory's
-   entries (Go's filepath.Match: '*' never matches '/'). */
+/* The entry names of the directory rel (relative to rootfd) that match the filepath.Match
+   pattern comp, sorted; NULL when none or when rel is no directory. After a wildcard,
+   BuildKit's walk (filepath.Walk, which never follows a symlink to a directory) only enters
+   real directories: nofollow says so. */
+static char **
+match_entries (int rootfd, const char *rel, const char *comp, bool nofollow)
+{
+  int flags = O_RDONLY | O_DIRECTORY | (nofollow ? O_NOFOLLOW : 0);
+  cleanup_close int dfd = cimg_openat_in_root (rootfd, *rel ? rel : ".", flags, 0);
+  if (dfd < 0)
+    return NULL;
+  DIR *d = fdopendir (dfd);
+  if (d == NULL)
+    return NULL;
+  dfd = -1;
+  char **names = NULL;
+  struct dirent *e;
+  while ((e = readdir (d)))
+    if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..")
+        && (comp == NULL || fnmatch (comp, e->d_name, 0) == 0))
+      cimg_strv_append (&names, e->d_name);
+  closedir (d);
+  size_t n = cimg_strv_len (names);
+  if (n > 1)
+    qsort (names, n, sizeof *names, cmp_str);
+  return names;
+}
+
+/* A match is dropped when .dockerignore excludes it (unless it is the Dockerfile or the
+   .dockerignore, which a build always has, or an exception re-includes something below it) or
+   when it does not exist. */
+static void
+keep_match (struct copy_ctx *c, int rootfd, const char *p, char ***res)
+{
+  if (c->use_ignore && c->b->di && strcmp (p, ".") != 0 && cimg_dockerignore_excluded (c->b->di, p)
+      && !cimg_dockerignore_always_kept (p, NULL) && !cimg_dockerignore_must_walk (c->b->di, p))
+    return;
+  int fd = cimg_openat_in_root (rootfd, p, O_PATH, 0);
+  if (fd < 0)
+    return;
+  close (fd);
+  cimg_strv_append (res, p);
+}
+
+/* Expand a source pattern (clean, relative to the source root) to the paths it names, as
+   BuildKit's copy (fsutil ResolveWildcards) does: the components before the first wildcard
+   are a path (symlinks followed inside the root); the rest is matched with Go's
+   filepath.Match against every path of a walk below it, component by component since '*'
+   never matches '/'. So "**" is "*" twice: one component, never "any depth". */
 static int
 glob_sources (struct copy_ctx *c, int rootfd, const char *pattern, char ***outv, cimg_error_t *err)
 {
@@ -748,6 +807,7 @@ glob_sources (struct copy_ctx *c, int rootfd, const char *pattern, char ***outv,
   cimg_strv_append (&cur, "");
   cleanup_free char *copy = xstrdup (pattern);
   char *save = NULL;
+  bool wild = false; /* a wildcard component came before: enter real directories only */
   for (char *comp = strtok_r (copy, "/", &save); comp; comp = strtok_r (NULL, "/", &save))
     {
       if (strcmp (comp, ".") == 0)
@@ -755,37 +815,34 @@ glob_sources (struct copy_ctx *c, int rootfd, const char *pattern, char ***outv,
       cleanup_strv char **next = NULL;
       for (size_t i = 0; cur && cur[i]; i++)
         {
-          if (!has_glob (comp))
+          if (!has_glob (comp) && !wild)
             {
               cleanup_free char *p = *cur[i] ? xasprintf ("%s/%s", cur[i], comp) : xstrdup (comp);
               cimg_strv_append (&next, p);
               continue;
             }
-          cleanup_close int dfd
-              = cimg_openat_in_root (rootfd, *cur[i] ? cur[i] : ".", O_RDONLY | O_DIRECTORY, 0);
-          if (dfd < 0)
-            continue;
-          DIR *d = fdopendir (dfd);
-          if (d == NULL)
-            continue;
-          dfd = -1;
           cleanup_strv char **names = NULL;
-          struct dirent *e;
-          while ((e = readdir (d)))
-            if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..")
-                && fnmatch (comp, e->d_name, 0) == 0)
-              cimg_strv_append (&names, e->d_name);
-          closedir (d);
-          size_t n = cimg_strv_len (names);
-          if (n > 1)
-            qsort (names, n, sizeof *names, cmp_str);
-          for (size_t k = 0; k < n; k++)
+          if (has_glob (comp))
+            names = match_entries (rootfd, cur[i], comp, wild && *cur[i]);
+          else
+            {
+              /* a literal component after a wildcard: cur[i] must be a real directory */
+              int flags = O_RDONLY | O_DIRECTORY | (*cur[i] ? O_NOFOLLOW : 0);
+              int dfd = cimg_openat_in_root (rootfd, *cur[i] ? cur[i] : ".", flags, 0);
+              if (dfd < 0)
+                continue;
+              close (dfd);
+              cimg_strv_append (&names, comp);
+            }
+          for (size_t k = 0; names && names[k]; k++)
             {
               cleanup_free char *p
                   = *cur[i] ? xasprintf ("%s/%s", cur[i], names[k]) : xstrdup (names[k]);
               cimg_strv_append (&next, p);
             }
         }
+      if (has_glob (comp))
+        wild = true;
       cimg_strv_free (cur);
       cur = steal_pointer (&next);
       if (cur == NULL)
@@ -793,18 +850,52 @@ glob_sources (struct copy_ctx *c, int rootfd, const char *pattern, char ***outv,
     }
   char **res = NULL;
   for (size_t i = 0; cur && cur[i]; i++)
-    {
-      const char *p = *cur[i] ? cur[i] : ".";
-      if (c->use_ignore && c->b->di && strcmp (p, ".") != 0
-          && cimg_dockerignore_excluded (c->b->di, p) && !cimg_dockerignore_must_walk (c->b->di, p))
-        continue;
-      int fd = cimg_openat_in_root (rootfd, p, O_PATH, 0);
-      if (fd < 0)
-        continue;
-      close (fd);
-      cimg_strv_append (&res, p);
-    }
+    keep_match (c, rootfd, *cur[i] ? cur[i] : ".", &res);
   (void)err;
+  *outv = res;
+  return 0;
+}
+
+static void
+walk_matches (struct copy_ctx *c, int rootfd, const char *dir, const struct cimg_dockerignore *pat,
+              char ***res)
+{
+  cleanup_strv char **names = match_entries (rootfd, dir, NULL, *dir != '\0');
+  for (size_t k = 0; names && names[k]; k++)
+    {
+      cleanup_free char *p = *dir ? xasprintf ("%s/%s", dir, names[k]) : xstrdup (names[k]);
+      if (cimg_dockerignore_excluded (pat, p))
+        keep_match (c, rootfd, p, res);
+      else
+        walk_matches (c, rootfd, p, pat, res);
+    }
+}
+
+/* COPY --parents: BuildKit hands the source to the copy as an include pattern (moby's
+   patternmatcher, the .dockerignore syntax) matched while walking the whole source, so there
+   "**" spans any number of directories ("**" / "*.txt" finds every .txt). A matched directory
+   is taken whole. */
+static int
+walk_sources (struct copy_ctx *c, int rootfd, const char *pattern, char ***outv, cimg_error_t *err)
+{
+  char *pv[] = { (char *)pattern, NULL };
+  cleanup_dockerignore struct cimg_dockerignore *pat = cimg_dockerignore_new (pv, err);
+  if (pat == NULL)
+    return -1;
+  /* the components before the first wildcard are a path, as in glob_sources */
+  cleanup_free char *start = xstrdup (pattern);
+  char *w = strpbrk (start, "*?[");
+  if (w)
+    {
+      while (w > start && w[-1] != '/')
+        w--;
+      *(w > start ? w - 1 : w) = '\0';
+    }
+  char **res = NULL;
+  if (*start && cimg_dockerignore_excluded (pat, start))
+    keep_match (c, rootfd, start, &res);
+  else
+    walk_matches (c, rootfd, start, pat, &res);
   *outv = res;
   return 0;
 }
@@ -1116,8 +1207,6 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
   bool add = in->name[0] == 'a';
   cleanup_free char *upper = build_upper_name (in->name);
   size_t nargs = cimg_strv_len (in->args);
-  if (in->n_heredocs && flag_value (in, "from"))
-    return FAIL ("%s --from with a heredoc source", upper);
   if (nargs < 2)
     return FAIL ("%s requires at least two arguments", upper);
   const char *from = flag_value (in, "from");
@@ -1195,7 +1284,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
   bool src_view = false, dst_view = false, src_heredoc = false;
   int viewfd = -1;
   struct state other = { 0 };
-  cleanup_free char *src_dir = NULL;
+  cleanup_free char *src_dir = NULL, *hd_dir = NULL;
   cleanup_sha256 struct cimg_sha256 *h = cimg_sha256_new ();
   cleanup_strv char **srcs = NULL, **matches_all = NULL, **prel = NULL;
   cleanup_free char *dest = NULL, *instr = NULL;
@@ -1209,6 +1298,17 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
       if (cimg_build_expand_word (from, b->df->escape, env, &f, err) < 0)
         goto out;
       long ref = stage_ref (b, stage, f);
+      /* BuildKit reads a number as a stage index, never as an image name. */
+      size_t sign = f[0] == '+' || f[0] == '-';
+      if (ref < 0 && f[sign] && strspn (f + sign, "0123456789") == strlen (f + sign))
+        {
+          long n = strtol (f, NULL, 10);
+          if (n >= 0 && (size_t)n < b->nst)
+            FAIL ("%s --from=%s: a stage can copy only from a stage before it", upper, f);
+          else
+            FAIL ("%s --from=%s: invalid stage index %s", upper, f, f);
+          goto out;
+        }
       struct state *os;
       if (ref >= 0)
         {
@@ -1309,22 +1409,28 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
         }
       url_key = sbuf_steal (&uk);
     }
-  else if (in->n_heredocs)
+  else
+    {
+      srcfd = b->ctxfd;
+      c.use_ignore = true;
+    }
+  if (in->n_heredocs)
     {
       /* COPY <<EOF /path: each body becomes a file (mode 0644) of a directory of its own; other
-         sources come from the context. A body is expanded as BuildKit does unless its
-         delimiter was quoted. */
-      src_dir = new_workdir (b, err);
-      if (src_dir == NULL)
+         sources come from the context, or from the --from stage or image (BuildKit writes a
+         heredoc from its text whatever --from says). A body is expanded as BuildKit does
+         unless its delimiter was quoted. */
+      hd_dir = new_workdir (b, err);
+      if (hd_dir == NULL)
         goto out;
-      hdfd = openat (cimg_store_dirfd (b->s), src_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      hdfd = openat (cimg_store_dirfd (b->s), hd_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (hdfd < 0)
         {
-          cimg_error_sys (err, "open %s", src_dir);
+          cimg_error_sys (err, "open %s", hd_dir);
           goto out;
         }
-      srcfd = b->ctxfd;
-      src_key = "heredoc";
+      if (!from)
+        src_key = "heredoc";
       for (size_t i = 0; i < in->n_heredocs; i++)
         {
           const struct cimg_heredoc *hd = &in->heredocs[i];
@@ -1352,11 +1458,6 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
             }
           close (fd);
         }
-    }
-  else
-    {
-      srcfd = b->ctxfd;
-      c.use_ignore = true;
     }
   if (chown)
     {
@@ -1415,7 +1516,19 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
       if (src_hd[i])
         cimg_strv_append (&m, srcs[i]); /* a heredoc's name is no pattern */
       else
-        glob_sources (&c, root, clean[1] ? clean + 1 : ".", &m, err);
+        {
+          const char *pat = clean[1] ? clean + 1 : ".";
+          if (parents && strstr (pat, "**"))
+            {
+              if (walk_sources (&c, root, pat, &m, err) < 0)
+                {
+                  cimg_error_wrap (err, "%s:%d: %s %s", b->df->name, in->line, upper, srcs[i]);
+                  goto out;
+                }
+            }
+          else
+            glob_sources (&c, root, pat, &m, err);
+        }
       if (m == NULL)
         {
           cimg_error_set (err, ENOENT, "%s:%d: %s %s: no such file or directory%s", b->df->name,
@@ -1654,6 +1767,8 @@ out:
   free (src_hd);
   if (src_dir)
     drop_workdir (b, src_dir);
+  if (hd_dir)
+    drop_workdir (b, hd_dir);
   drop_workdir (b, wd);
   state_clear (&other);
   return rc;
@@ -2306,6 +2421,15 @@ exec_run (struct bctx *b, struct state *st, size_t si, const struct cimg_instruc
       if (env_get (env, k) == NULL)
         cimg_strv_append (&env, args_scope[i]);
     }
+  /* Docker's predefined proxy ARGs reach RUN from --build-arg without an ARG line. As both of
+     Docker's builders, they are kept out of the step key and the history: a proxy is a way to
+     reach the network, not an input of the result, and it may hold credentials. */
+  for (size_t i = 0; b->o->build_args && b->o->build_args[i]; i++)
+    {
+      cleanup_free char *k = xstrndup (b->o->build_args[i], strcspn (b->o->build_args[i], "="));
+      if (is_proxy_arg (k) && strchr (b->o->build_args[i], '=') && env_get (env, k) == NULL)
+        cimg_strv_append (&env, b->o->build_args[i]);
+    }
   if (env_get (env, "PATH") == NULL)
     cimg_strv_append (&env, DEFAULT_PATH);
   for (size_t i = 0; i < nrm; i++)
@@ -2907,7 +3031,7 @@ do_build (struct bctx *b, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
   for (size_t i = 0; b->o->build_args && b->o->build_args[i]; i++)
     {
       cleanup_free char *k = xstrndup (b->o->build_args[i], strcspn (b->o->build_args[i], "="));
-      if (!cimg_strv_contains (b->consumed, k))
+      if (!cimg_strv_contains (b->consumed, k) && !is_proxy_arg (k))
         sbuf_addf (&un, "%s%s", un.n ? " " : "", k);
     }
   if (un.n)
@@ -2979,6 +3103,19 @@ cimg_build_run (struct cimg_store *s, const struct cimg_build_opts *o,
     if (df == NULL)
       goto early;
     b.df = df;
+    /* BuildKit parses HEALTHCHECK's options with the Dockerfile: a bad one fails the build
+       before any step runs. */
+    for (size_t i = 0; i < df->n_instrs; i++)
+      if (strcmp (df->instrs[i].name, "healthcheck") == 0)
+        {
+          json_t *hc = cimg_build_healthcheck (&df->instrs[i], err);
+          if (hc == NULL)
+            {
+              cimg_error_wrap (err, "%s:%d", df->name, df->instrs[i].line);
+              goto early;
+            }
+          json_decref (hc);
+        }
     cleanup_free char *ign = NULL;
     size_t ilen;
     cimg_error_t e = { 0 };
