@@ -19,7 +19,7 @@ struct cimg_build_opts
   const char *platform;    /* --platform: "os/arch[/variant]" (TARGET* ARGs); NULL: this machine */
   char *const *secrets;    /* --secret values: "id=X,src=FILE" (or "id=X,env=VAR"); may be NULL */
   bool allow_insecure;     /* --allow security.insecure: RUN --security=insecure is allowed */
-  FILE *out;               /* step lines ("STEP 2/5: RUN make", " ---> Using cache"); NULL: none */
+  FILE *out;               /* step lines ("STEP 2/5: RUN make", " ---> CACHED"); NULL: none */
   int run_output_fd;       /* where RUN's stdout/stderr go; -1: the caller's */
 };
 

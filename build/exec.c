@@ -321,7 +321,7 @@ cache_hit (struct bctx *b, struct state *st, const char *key)
     return false;
   state_from_record (st, rec);
   snprintf (st->key, sizeof st->key, "%s", key);
-  out (b, " ---> Using cache\n");
+  out (b, " ---> CACHED\n");
   return true;
 }
 

@@ -59,7 +59,7 @@ assert_contains "$OUT" "STEP 1/$nsteps: FROM busybox" "step lines count the step
 assert_contains "$OUT" "STEP 5/$nsteps: RUN echo" "RUN has its step line"
 assert_match "$OUT" "Successfully built [0-9a-f]{12}" "Successfully built <id>"
 assert_contains "$OUT" "Successfully tagged app:1" "Successfully tagged app:1"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "a first build uses no cache"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "a first build uses no cache"
 id1=$(image_id app:1)
 assert_match "$id1" '^sha256:[0-9a-f]{64}$' "app:1 is in the store"
 assert_eq "$(build_leftovers)" "" "no mount, no temp dir left by the build"
@@ -124,7 +124,7 @@ fi
 section "cache"
 must cimg build -t app:1 --build-arg GREETING=hi "$ctx"
 # FROM and the ARG steps have no cache line of their own.
-assert_eq "$(count_lines "$OUT" "Using cache")" "$((nsteps - 2))" "a second build is all cached"
+assert_eq "$(count_lines "$OUT" "CACHED")" "$((nsteps - 2))" "a second build is all cached"
 assert_eq "$(image_id app:1)" "$id1" "and gives the same image ID"
 expect_ok cimg build -q --build-arg GREETING=hi "$ctx"
 assert_eq "$OUT" "$id1" "-q prints only the image ID"
@@ -134,16 +134,16 @@ printf 'HELLO\n' >"$ctx/a.txt"
 touch -r "$TEST_TMP/a.ref" "$ctx/a.txt"
 assert_eq "$(stat -c '%s %Y' "$ctx/a.txt")" "$(stat -c '%s %Y' "$TEST_TMP/a.ref")" "a.txt keeps size and mtime"
 must cimg build -t app:2 --build-arg GREETING=hi "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 3 "cached up to the RUN (ENV, WORKDIR, RUN), not after"
+assert_eq "$(count_lines "$OUT" "CACHED")" 3 "cached up to the RUN (ENV, WORKDIR, RUN), not after"
 assert_contains "$(grep -A1 'COPY a.txt /files/' <<<"$OUT")" "--->" "COPY a.txt ran"
-assert_not_contains "$(grep -A1 'COPY a.txt /files/' <<<"$OUT")" "Using cache" "COPY a.txt was not cached"
+assert_not_contains "$(grep -A1 'COPY a.txt /files/' <<<"$OUT")" "CACHED" "COPY a.txt was not cached"
 assert_ne "$(image_id app:2)" "$id1" "the changed file gives another image"
 expect_ok cimg run --rm app:2 'cat /files/a.txt'
 assert_eq "$OUT" "HELLO" "the new bytes are in the image"
 must cimg build --no-cache -t app:3 --build-arg GREETING=hi "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "--no-cache uses no cache"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "--no-cache uses no cache"
 must cimg build --build-arg GREETING=other -t app:4 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "another build arg value misses from its ARG on"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "another build arg value misses from its ARG on"
 expect_ok cimg run --rm app:4
 assert_eq "$OUT" "other world other" "the build arg reached the RUN"
 
@@ -231,7 +231,7 @@ must cimg build -t pl:1 "$pl"
 assert_not_contains "$OUT" "Pulling" "a base in the store is not pulled again"
 must cimg build --pull -t pl:1 "$pl"
 assert_contains "$OUT" "Pulling $REGISTRY/bb:1" "--pull pulls it anyway"
-assert_contains "$OUT" "Using cache" "and the cache still hits (same image)"
+assert_contains "$OUT" "CACHED" "and the cache still hits (same image)"
 
 section "a RUN's cgroup is gone after the build"
 cgc="$TEST_TMP/cgc"
@@ -281,7 +281,7 @@ must cimg system prune -f
 must cimg build -t app:1 --build-arg GREETING=hi "$ctx"
 # Only ENV (no layer) hits: the --no-cache build of app:3 re-recorded WORKDIR and RUN with its
 # own layers, which gc removed with app:3, so those records are misses, never trusted.
-assert_eq "$(count_lines "$OUT" "Using cache")" 1 "after gc: a record whose layers are gone is a miss"
+assert_eq "$(count_lines "$OUT" "CACHED")" 1 "after gc: a record whose layers are gone is a miss"
 expect_ok cimg run --rm app:1 'cat /files/a.txt'
 assert_eq "$OUT" "HELLO" "a rebuild after gc has the right content"
 assert_store_clean

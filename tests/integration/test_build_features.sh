@@ -53,7 +53,7 @@ RUN echo after-add >/after
 ADD --chmod=644 --chown=nobody $url/file.txt /perm.txt
 DF
 must cimg build -t url:1 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "first build: no cache"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "first build: no cache"
 expect_ok cimg run --rm url:1 sh -c 'cat /dl/file.txt /named.txt; stat -c "%a %u:%g %Y" /dl/file.txt /named.txt /perm.txt; test -f /dl/pkg.tar.gz && echo not-unpacked; test -e /dl/dir && echo unpacked || true'
 assert_eq "$OUT" "first body
 first body
@@ -63,14 +63,14 @@ first body
 not-unpacked" "fetched as files: mode 600 (or --chmod, --chown), mtime from Last-Modified, name from the URL or the dest, archives not unpacked"
 
 must cimg build -t url:1 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 5 "same bodies: every step is a cache hit (the URLs are fetched again)"
+assert_eq "$(count_lines "$OUT" "CACHED")" 5 "same bodies: every step is a cache hit (the URLs are fetched again)"
 id1=$(image_id url:1)
 
 # Same size, same Last-Modified, other bytes: must be a miss.
 printf 'other body\n' >"$www/file.txt"
 touch -d '2001-02-03 04:05:06 UTC' "$www/file.txt"
 must cimg build -t url:2 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 1 "a changed body (same size and mtime) misses the steps that add it and those after, not the one before"
+assert_eq "$(count_lines "$OUT" "CACHED")" 1 "a changed body (same size and mtime) misses the steps that add it and those after, not the one before"
 expect_ok cimg run --rm url:2 cat /dl/file.txt /named.txt /after
 assert_eq "$OUT" "other body
 other body
@@ -221,13 +221,13 @@ assert_eq "$(cimg inspect link:1 | jq -c '.[0].RootFS.Layers[-1]')" \
   "$(cimg inspect link:0 | jq -c '.[0].RootFS.Layers[-1]')" "COPY --link makes the same layer"
 # An excluded file changing does not invalidate; a kept one does.
 must cimg build -t copy:2 "$ctx"
-n1=$(count_lines "$OUT" "Using cache")
+n1=$(count_lines "$OUT" "CACHED")
 printf 'more log\n' >"$ctx/src/debug.log"
 must cimg build -t copy:2 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" "$n1" "a change to an excluded file is still a hit"
+assert_eq "$(count_lines "$OUT" "CACHED")" "$n1" "a change to an excluded file is still a hit"
 printf 'top2\n' >"$ctx/src/top.txt"
 must cimg build -t copy:2 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 3 "a change to a copied file misses that step and those after"
+assert_eq "$(count_lines "$OUT" "CACHED")" 3 "a change to a copied file misses that step and those after"
 
 # ---------------------------------------------------------------------------------------------
 section "platform ARGs"
@@ -255,7 +255,7 @@ must cimg build -t plat:2 --platform linux/arm/v7 "$ctx"
 expect_ok cimg run --rm plat:2 cat /plat
 assert_eq "$OUT" "t=linux/arm/v7 os=linux a=arm v=v7 b=linux/$arch ba=$arch
 undeclared=[]" "--platform sets TARGET*, FROM --platform=\$BUILDPLATFORM keeps the build's"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "another target platform: no cached RUN reused"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "another target platform: no cached RUN reused"
 expect_ok cimg build --dry-run --platform linux/arm64 "$ctx"
 assert_contains "$OUT" "FROM --platform=\$BUILDPLATFORM busybox AS build" "the plan shows FROM"
 cat >"$ctx/Dockerfile.mismatch" <<'DF'

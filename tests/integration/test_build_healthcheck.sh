@@ -63,20 +63,20 @@ FROM busybox
 HEALTHCHECK --interval=30s CMD ["/bin/true"]
 DF
 must cimg build -t hc:30 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "a first --interval=30s: a miss"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "a first --interval=30s: a miss"
 cat >"$ctx/Dockerfile" <<'DF'
 FROM busybox
 HEALTHCHECK --interval=31s CMD ["/bin/true"]
 DF
 must cimg build -t hc:31 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "another interval is a miss"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "another interval is a miss"
 assert_eq "$(hc hc:31 | jq -c .Interval)" 31000000000 "and gives its own value"
 cat >"$ctx/Dockerfile" <<'DF'
 FROM busybox
 HEALTHCHECK --interval=30000ms CMD ["/bin/true"]
 DF
 must cimg build -t hc:30b "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 1 "the same 30s written as 30000ms: a hit"
+assert_eq "$(count_lines "$OUT" "CACHED")" 1 "the same 30s written as 30000ms: a hit"
 assert_eq "$(image_id hc:30b)" "$(image_id hc:30)" "the same image"
 
 section "HEALTHCHECK NONE over a base's HEALTHCHECK CMD"

@@ -144,11 +144,11 @@ must cimg build -t ck:1 "$ctx"
 id=$(image_id ck:1)
 touch -d '2001-01-01 00:00:00' "$ctx/f"
 must cimg build -t ck:2 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 1 "a new mtime: a hit"
+assert_eq "$(count_lines "$OUT" "CACHED")" 1 "a new mtime: a hit"
 assert_eq "$(image_id ck:2)" "$id" "the same image"
 chmod 600 "$ctx/f"
 must cimg build -t ck:3 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "a new mode: a miss"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "a new mode: a miss"
 expect_ok cimg run --rm ck:3 stat -c %a /f
 assert_eq "$OUT" "600" "the new mode is in the image"
 chmod 644 "$ctx/f"
@@ -163,7 +163,7 @@ expect_ok cimg run --rm ck:5 stat -c %u:%g /f
 assert_eq "$OUT" "0:0" "whose file is 0:0"
 printf 'FROM busybox\nCOPY --chown=1:1 f /f\n' >"$ctx/Dockerfile"
 must cimg build -t ck:6 "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "--chown: a miss"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "--chown: a miss"
 expect_ok cimg run --rm ck:6 stat -c %u:%g /f
 assert_eq "$OUT" "1:1" "--chown's owner"
 chown 0:0 "$ctx/f"

@@ -60,7 +60,7 @@ assert_eq "$OUT" "lo
 $host_ns
 $host_ns" "--network=none: a namespace with only lo; host and default (the build's): the host's namespace"
 must cimg build -t net:2 --network none -f "$ctx/Dockerfile.net" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 2 "the network mode is in the key: only the default-network RUN misses"
+assert_eq "$(count_lines "$OUT" "CACHED")" 2 "the network mode is in the key: only the default-network RUN misses"
 expect_ok cimg run --rm net:2 cat /net-default
 assert_ne "$OUT" "$host_ns" "--network=default follows cimg build --network none"
 printf 'FROM busybox\nRUN --network=bridge true\n' >"$ctx/Dockerfile.badnet"
@@ -110,7 +110,7 @@ for d in "$CIMG_ROOT"/build-cache-mounts/*/; do
   printf 'from outside\n' >>"$d/log"
 done
 must cimg build -t cache:2 -f "$ctx/Dockerfile.cache" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 4 "a changed cache mount does not invalidate"
+assert_eq "$(count_lines "$OUT" "CACHED")" 4 "a changed cache mount does not invalidate"
 must cimg build --no-cache -t cache:3 -f "$ctx/Dockerfile.cache" "$ctx"
 expect_ok cimg run --rm cache:3 cat /count
 assert_eq "$OUT" "3" "the cache mount kept its content across builds"
@@ -155,16 +155,16 @@ assert_not_contains "$paths" "mnt/" "no from-stage mount point in any layer"
 assert_not_contains "$paths" "etc/single" "no file mount point in any layer"
 assert_not_contains "$paths" "img-etc" "no from-image mount point in any layer"
 must cimg build -t bind:2 -f "$ctx/Dockerfile.bind" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 8 "unchanged sources: all hits"
+assert_eq "$(count_lines "$OUT" "CACHED")" 8 "unchanged sources: all hits"
 printf 'changed\n' >"$ctx/data/sub/g"
 must cimg build -t bind:3 -f "$ctx/Dockerfile.bind" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 1 "a changed bound file misses the RUN that binds it and those after"
+assert_eq "$(count_lines "$OUT" "CACHED")" 1 "a changed bound file misses the RUN that binds it and those after"
 expect_ok cimg run --rm bind:3 cat /bound
 assert_eq "$OUT" "bound
 changed" "the RUN saw the new content"
 printf 'ignored changes\n' >"$ctx/data/ignored.txt"
 must cimg build -t bind:3 -f "$ctx/Dockerfile.bind" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 8 "a change to an ignored file is still a hit"
+assert_eq "$(count_lines "$OUT" "CACHED")" 8 "a change to an ignored file is still a hit"
 
 # ---------------------------------------------------------------------------------------------
 section "RUN --mount=type=secret"
@@ -193,12 +193,12 @@ else
   pass "the secret is nowhere in the store (cache records included)"
 fi
 must cimg build -t secret:2 --secret "id=tok,src=$TEST_TMP/token" -f "$ctx/Dockerfile.secret" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 4 "same secret: hits"
+assert_eq "$(count_lines "$OUT" "CACHED")" 4 "same secret: hits"
 printf 'FROM busybox\nRUN --mount=type=secret,id=tok cat /run/secrets/tok >/dev/null && echo ok >/o\n' >"$ctx/Dockerfile.s2"
 must cimg build -t secret:4 --secret "id=tok,src=$TEST_TMP/token" -f "$ctx/Dockerfile.s2" "$ctx"
 printf 'third-value\n' >"$TEST_TMP/token"
 must cimg build -t secret:5 --secret "id=tok,src=$TEST_TMP/token" -f "$ctx/Dockerfile.s2" "$ctx"
-assert_eq "$(count_lines "$OUT" "Using cache")" 0 "a changed secret is a miss (keyed by a salted digest, never its text)"
+assert_eq "$(count_lines "$OUT" "CACHED")" 0 "a changed secret is a miss (keyed by a salted digest, never its text)"
 
 section "bad input"
 printf 'FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n' >"$ctx/Dockerfile.req"
