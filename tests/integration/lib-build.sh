@@ -26,6 +26,14 @@ count_lines() {
   grep -cF -- "$2" <<<"$1" || true
 }
 
+# new_ctx NAME: an empty context directory; prints its path.
+new_ctx() {
+  local d="$TEST_TMP/ctx-$1"
+  rm -rf "$d"
+  mkdir -p "$d"
+  echo "$d"
+}
+
 # build_leftovers: mounts, cgroups and temp dirs a build may have left behind (none expected).
 build_leftovers() {
   findmnt -rn -o TARGET 2>/dev/null | grep -F "$CIMG_ROOT/" || true

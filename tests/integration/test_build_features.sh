@@ -16,14 +16,6 @@ export no_proxy='*'
 section "fixtures"
 load_build_fixture
 
-# new_ctx NAME: an empty context directory; prints its path.
-new_ctx() {
-  local d="$TEST_TMP/ctx-$1"
-  rm -rf "$d"
-  mkdir -p "$d"
-  echo "$d"
-}
-
 # ---------------------------------------------------------------------------------------------
 section "ADD <url>"
 www="$TEST_TMP/www"

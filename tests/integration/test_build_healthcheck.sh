@@ -13,13 +13,6 @@
 section "fixtures"
 load_build_fixture
 
-new_ctx() {
-  local d="$TEST_TMP/ctx-$1"
-  rm -rf "$d"
-  mkdir -p "$d"
-  echo "$d"
-}
-
 # hc IMAGE: the image's Healthcheck as cimg inspect shows it (compact, keys sorted: the order of
 # a JSON object's keys means nothing).
 hc() {

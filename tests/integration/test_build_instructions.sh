@@ -15,13 +15,6 @@ section "fixtures"
 load_build_fixture
 base_layers=$(cimg inspect busybox | jq '.[0].RootFS.Layers | length')
 
-new_ctx() {
-  local d="$TEST_TMP/ctx-$1"
-  rm -rf "$d"
-  mkdir -p "$d"
-  echo "$d"
-}
-
 # ---------------------------------------------------------------------------------------------
 section "instructions"
 ctx=$(new_ctx inst)
