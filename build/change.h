@@ -38,14 +38,6 @@ int cimg_config_apply_changes (json_t *cc, char *const *changes, cimg_error_t *e
 
 /* ---------------------------------------------------------------- HEALTHCHECK */
 
-/* Parse a duration as Go's time.ParseDuration: a sign, then one or more decimal numbers (a
-   fraction allowed) each with a unit ns, us, µs, μs, ms, s, m, h ("1m30s", "1.5s",
-   "-2h"); "0" alone needs no unit. Stores nanoseconds in *ns and returns 0, or -1 with err set
-   to Go's message ("time: missing unit in duration \"5\"", "time: invalid duration \"\"",
-   "time: unknown unit \"x\" in duration \"1x\""; beyond 2^63-1 ns is invalid). */
-int cimg_build_parse_duration (const char *s, int64_t *ns, cimg_error_t *err);
-/* ns as Go's Duration.String: "1h0m0s", "1.5s", "500ms", "2µs", "0s". Newly allocated. */
-char *cimg_build_format_duration (int64_t ns);
 /* The Healthcheck object of a HEALTHCHECK instruction, as BuildKit's parseHealthcheck makes it:
    {"Test": ["CMD-SHELL", "…"] | ["CMD", …] | ["NONE"], "Interval", "Timeout", "StartPeriod",
    "StartInterval" (nanoseconds), "Retries"}, a field left out when zero. --interval, --timeout,

@@ -200,50 +200,6 @@ struct log_opts
   int64_t since_ns, until_ns; /* 0: none */
 };
 
-/* Go's time.ParseDuration: "10m", "1h30m", "1.5s", "300ms", signed. */
-static int
-parse_go_duration (const char *s, int64_t *ns)
-{
-  static const struct
-  {
-    const char *unit;
-    double ns;
-  } units[] = { { "ns", 1 },  { "us", 1e3 }, { "\xc2\xb5s", 1e3 }, { "ms", 1e6 },
-                { "s", 1e9 }, { "m", 60e9 }, { "h", 3600e9 } };
-  bool neg = *s == '-';
-  if (*s == '-' || *s == '+')
-    s++;
-  if (*s == '\0')
-    return -1;
-  double total = 0;
-  while (*s)
-    {
-      if (!(*s >= '0' && *s <= '9') && *s != '.')
-        return -1;
-      char *end;
-      double v = strtod (s, &end);
-      if (end == s)
-        return -1;
-      s = end;
-      size_t best = 0;
-      double mul = 0;
-      for (size_t i = 0; i < ARRAY_SIZE (units); i++)
-        {
-          size_t l = strlen (units[i].unit);
-          if (l > best && strncmp (s, units[i].unit, l) == 0)
-            best = l, mul = units[i].ns;
-        }
-      if (best == 0)
-        return -1;
-      s += best;
-      total += v * mul;
-    }
-  if (total > 9.2e18)
-    return -1;
-  *ns = (int64_t)(neg ? -total : total);
-  return 0;
-}
-
 /* "YYYY-MM-DD[THH[:MM[:SS[.frac]]]][Z|±HH:MM]" (no zone: local time, as Docker), or a Unix
    time "SECONDS[.frac]". Nanoseconds since the epoch. */
 static int
@@ -337,13 +293,15 @@ static int
 parse_log_time (const char *v, int64_t *ns)
 {
   int64_t d;
-  if (strcmp (v, "0") != 0 && parse_go_duration (v, &d) == 0)
+  cimg_error_t derr = { 0 };
+  if (strcmp (v, "0") != 0 && cimg_parse_go_duration (v, &d, &derr) == 0)
     {
       struct timespec now;
       clock_gettime (CLOCK_REALTIME, &now);
       *ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - d;
       return 0;
     }
+  cimg_error_clear (&derr); /* not a duration: a timestamp then */
   return parse_time_ns (v, ns);
 }
 

@@ -188,6 +188,14 @@ void cimg_time_rfc3339 (int64_t sec, long nsec, char *out, size_t n);
 /* Parse RFC 3339 (as Go writes it); returns 0 and seconds since the epoch, or -1. */
 int cimg_time_parse_rfc3339 (const char *s, int64_t *sec);
 int64_t cimg_now (void);
+/* Parse a duration as Go's time.ParseDuration: a sign, then one or more decimal numbers (a
+   fraction allowed) each with a unit ns, us, µs, μs, ms, s, m, h ("1m30s", "1.5s",
+   "-2h"); "0" alone needs no unit. Stores nanoseconds in *ns and returns 0, or -1 with err set
+   to Go's message ("time: missing unit in duration \"5\"", "time: invalid duration \"\"",
+   "time: unknown unit \"x\" in duration \"1x\""; beyond 2^63-1 ns is invalid). */
+int cimg_parse_go_duration (const char *s, int64_t *ns, cimg_error_t *err);
+/* ns as Go's Duration.String: "1h0m0s", "1.5s", "500ms", "2µs", "0s". Newly allocated. */
+char *cimg_format_go_duration (int64_t ns);
 
 /* Progress: a bar on a TTY, plain lines otherwise. Library code reports through this
    callback-free object; the CLI decides whether it is enabled. */

@@ -78,7 +78,7 @@ test_parse_duration (void **state)
       const struct dur_case *c = &durations[i];
       cimg_error_t err = { 0 };
       int64_t ns = 12345;
-      int rc = cimg_build_parse_duration (c->in, &ns, &err);
+      int rc = cimg_parse_go_duration (c->in, &ns, &err);
       if (c->msg == NULL)
         {
           if (rc != 0)
@@ -128,13 +128,13 @@ test_format_duration (void **state)
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     {
-      cleanup_free char *s = cimg_build_format_duration (cases[i].ns);
+      cleanup_free char *s = cimg_format_go_duration (cases[i].ns);
       if (strcmp (s, cases[i].s) != 0)
         fail_msg ("%lld: got %s, want %s", (long long)cases[i].ns, s, cases[i].s);
       /* what is printed parses back to the same value */
       int64_t back;
       cimg_error_t err = { 0 };
-      assert_int_equal (cimg_build_parse_duration (s, &back, &err), 0);
+      assert_int_equal (cimg_parse_go_duration (s, &back, &err), 0);
       assert_true (back == cases[i].ns);
     }
 }
