@@ -36,5 +36,7 @@ bool rune_is_space (uint32_t r);
 
 /* Go's strconv.Quote, enough for messages. Newly allocated. */
 char *go_quote (const char *s);
+/* The value of an instruction's --NAME=VALUE flag, or NULL (the parser refuses repeats). */
+const char *cimg_build_flag_value (const struct cimg_instruction *in, const char *name);
 
 #endif

@@ -194,12 +194,7 @@ static int
 opt_interval (const struct cimg_instruction *in, const char *name, int64_t *out, cimg_error_t *err)
 {
   *out = 0;
-  const char *v = NULL;
-  size_t n = strlen (name);
-  for (size_t i = 0; in->flags[i]; i++)
-    if (strncmp (in->flags[i], "--", 2) == 0 && strncmp (in->flags[i] + 2, name, n) == 0
-        && in->flags[i][2 + n] == '=')
-      v = in->flags[i] + 3 + n;
+  const char *v = cimg_build_flag_value (in, name);
   if (v == NULL || *v == '\0')
     return 0;
   if (cimg_parse_go_duration (v, out, err) < 0)
@@ -240,20 +235,20 @@ cimg_build_healthcheck (const struct cimg_instruction *in, cimg_error_t *err)
       if (ns)
         json_object_set_new (hc, hc_opts[i][1], json_integer (ns));
     }
-  for (size_t i = 0; in->flags[i]; i++)
-    if (cimg_str_has_prefix (in->flags[i], "--retries=") && in->flags[i][10])
-      {
-        int64_t r = 0;
-        if (parse_int32 (in->flags[i] + 10, &r, err) < 0)
+  const char *retries = cimg_build_flag_value (in, "retries");
+  if (retries && *retries)
+    {
+      int64_t r = 0;
+      if (parse_int32 (retries, &r, err) < 0)
+        return NULL;
+      if (r < 0)
+        {
+          cimg_error_set (err, EINVAL, "--retries cannot be negative (%lld)", (long long)r);
           return NULL;
-        if (r < 0)
-          {
-            cimg_error_set (err, EINVAL, "--retries cannot be negative (%lld)", (long long)r);
-            return NULL;
-          }
-        if (r)
-          json_object_set_new (hc, "Retries", json_integer (r));
-      }
+        }
+      if (r)
+        json_object_set_new (hc, "Retries", json_integer (r));
+    }
   return steal_pointer (&hc);
 }
 

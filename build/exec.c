@@ -922,17 +922,6 @@ is_archive (int fd)
 
 /* ---------------------------------------------------------------- instructions */
 
-static const char *
-flag_value (const struct cimg_instruction *in, const char *name)
-{
-  size_t n = strlen (name);
-  for (size_t i = 0; in->flags[i]; i++)
-    if (strncmp (in->flags[i], "--", 2) == 0 && strncmp (in->flags[i] + 2, name, n) == 0
-        && in->flags[i][2 + n] == '=')
-      return in->flags[i] + 3 + n;
-  return NULL;
-}
-
 /* A boolean flag: "--link" or "--link=true". */
 static bool
 bool_flag (const struct cimg_instruction *in, const char *name)
@@ -1209,9 +1198,9 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
   size_t nargs = cimg_strv_len (in->args);
   if (nargs < 2)
     return FAIL ("%s requires at least two arguments", upper);
-  const char *from = flag_value (in, "from");
-  const char *chown = flag_value (in, "chown");
-  const char *chmod_s = flag_value (in, "chmod");
+  const char *from = cimg_build_flag_value (in, "from");
+  const char *chown = cimg_build_flag_value (in, "chown");
+  const char *chmod_s = cimg_build_flag_value (in, "chmod");
   struct copy_ctx c = { .b = b };
   if (chmod_s)
     {
@@ -1224,7 +1213,7 @@ exec_copy (struct bctx *b, struct state *st, size_t stage, const struct cimg_ins
   /* --link gives the same layer here (every COPY layer is independent of the files below it
      already); --parents keeps the sources' paths; --exclude (repeatable) drops what matches. */
   bool parents = bool_flag (in, "parents");
-  const char *checksum = flag_value (in, "checksum");
+  const char *checksum = cimg_build_flag_value (in, "checksum");
   if (bool_flag (in, "unpack"))
     return FAIL ("ADD --unpack is not supported");
   cleanup_strv char **excludes = NULL, **xargs = NULL;
@@ -2940,7 +2929,7 @@ mark_needed (struct bctx *b, size_t i)
           if (dep >= 0)
             mark_needed (b, (size_t)dep);
         }
-      const char *f = flag_value (&b->df->instrs[k], "from");
+      const char *f = cimg_build_flag_value (&b->df->instrs[k], "from");
       if (f == NULL)
         continue;
       cleanup_free char *x = NULL;

@@ -1106,3 +1106,14 @@ fail:
   free (p.syntax);
   return NULL;
 }
+
+const char *
+cimg_build_flag_value (const struct cimg_instruction *in, const char *name)
+{
+  size_t n = strlen (name);
+  for (size_t i = 0; in->flags[i]; i++)
+    if (strncmp (in->flags[i], "--", 2) == 0 && strncmp (in->flags[i] + 2, name, n) == 0
+        && in->flags[i][2 + n] == '=')
+      return in->flags[i] + 3 + n;
+  return NULL;
+}
