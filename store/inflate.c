@@ -21,6 +21,7 @@ enum kind
 struct cimg_inflater
 {
   cimg_inflate_out_fn out;
+  cimg_inflate_space_fn space;
   void *data;
   enum kind kind;
   unsigned char head[4];
@@ -44,6 +45,26 @@ cimg_inflater_new (cimg_inflate_out_fn out, void *data)
   z->data = data;
   z->obuf = xmalloc (OUT_CHUNK);
   return z;
+}
+
+void
+cimg_inflater_set_space (struct cimg_inflater *z, cimg_inflate_space_fn space)
+{
+  z->space = space;
+}
+
+/* The buffer for the next piece of output, and its size. */
+static unsigned char *
+out_space (struct cimg_inflater *z, size_t *cap)
+{
+  *cap = OUT_CHUNK;
+  unsigned char *p = z->space ? z->space (z->data, cap) : NULL;
+  if (p == NULL)
+    {
+      *cap = OUT_CHUNK;
+      return z->obuf;
+    }
+  return p;
 }
 
 const char *
@@ -119,13 +140,15 @@ gzip_write (struct cimg_inflater *z, const unsigned char *buf, size_t len, cimg_
           st->next_in = next;
           st->avail_in = avail;
         }
-      st->next_out = z->obuf;
-      st->avail_out = OUT_CHUNK;
+      size_t cap;
+      unsigned char *dst = out_space (z, &cap);
+      st->next_out = dst;
+      st->avail_out = (uint32_t)cap;
       int r = isal_inflate (st);
       if (r != ISAL_DECOMP_OK)
         return cimg_error_set (err, EINVAL, "gzip: corrupt stream (igzip error %d)", r);
-      size_t n = OUT_CHUNK - st->avail_out;
-      if (n && z->out (z->data, z->obuf, n, err) < 0)
+      size_t n = cap - st->avail_out;
+      if (n && z->out (z->data, dst, n, err) < 0)
         return -1;
       if (n == 0 && st->avail_in > 0 && st->block_state != ISAL_BLOCK_FINISH)
         return cimg_error_set (err, EINVAL, "gzip: corrupt stream (no progress)");
@@ -142,13 +165,15 @@ gzip_write (struct cimg_inflater *z, const unsigned char *buf, size_t len, cimg_
   s->avail_in = (uInt)len;
   while (s->avail_in > 0)
     {
-      s->next_out = z->obuf;
-      s->avail_out = OUT_CHUNK;
+      size_t cap;
+      unsigned char *dst = out_space (z, &cap);
+      s->next_out = dst;
+      s->avail_out = (uInt)cap;
       int r = inflate (s, Z_NO_FLUSH);
       if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR)
         return cimg_error_set (err, EINVAL, "gzip: corrupt stream (%s)", s->msg ? s->msg : "?");
-      size_t n = OUT_CHUNK - s->avail_out;
-      if (n && z->out (z->data, z->obuf, n, err) < 0)
+      size_t n = cap - s->avail_out;
+      if (n && z->out (z->data, dst, n, err) < 0)
         return -1;
       z->member_done = r == Z_STREAM_END;
       if (r == Z_STREAM_END)
@@ -164,12 +189,14 @@ zstd_write (struct cimg_inflater *z, const unsigned char *buf, size_t len, cimg_
   ZSTD_inBuffer in = { buf, len, 0 };
   while (in.pos < in.size)
     {
-      ZSTD_outBuffer out = { z->obuf, OUT_CHUNK, 0 };
+      size_t cap;
+      unsigned char *dst = out_space (z, &cap);
+      ZSTD_outBuffer out = { dst, cap, 0 };
       size_t r = ZSTD_decompressStream (z->zd, &out, &in);
       if (ZSTD_isError (r))
         return cimg_error_set (err, EINVAL, "zstd: corrupt stream (%s)", ZSTD_getErrorName (r));
       z->zret = r;
-      if (out.pos && z->out (z->data, z->obuf, out.pos, err) < 0)
+      if (out.pos && z->out (z->data, dst, out.pos, err) < 0)
         return -1;
     }
   return 0;

@@ -344,7 +344,33 @@ worker_error (struct cimg_layer_sink *k, cimg_error_t *err)
   return -1;
 }
 
-/* Uncompressed tar bytes: hashed for the diff_id, then handed to the extraction thread. */
+/* The inflater writes straight into the ring's free space, which push_plain then only
+   publishes: one copy of every tar byte less on the producer. Only the producer adds bytes, so
+   the free space stays where it is until then; NULL once the worker has stopped. */
+static unsigned char *
+ring_space (void *data, size_t *cap)
+{
+  struct cimg_layer_sink *k = data;
+  unsigned char *p = NULL;
+  pthread_mutex_lock (&k->mu);
+  while (k->rlen == RING_SIZE && !k->worker_end)
+    pthread_cond_wait (&k->cv, &k->mu);
+  if (!k->worker_end)
+    {
+      size_t wpos = (k->rpos + k->rlen) % RING_SIZE;
+      size_t n = RING_SIZE - wpos; /* contiguous up to the end of the ring */
+      if (n > RING_SIZE - k->rlen)
+        n = RING_SIZE - k->rlen;
+      if (n < *cap)
+        *cap = n;
+      p = k->ring + wpos;
+    }
+  pthread_mutex_unlock (&k->mu);
+  return p;
+}
+
+/* Uncompressed tar bytes, handed to the extraction thread (which hashes them for the diff_id):
+   published in place when the inflater wrote them into the ring (ring_space), else copied. */
 static int
 push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
 {
@@ -387,7 +413,13 @@ push_plain (void *data, const void *buf, size_t len, cimg_error_t *err)
         chunk = RING_SIZE - k->rlen;
       if (chunk > len)
         chunk = len;
-      memcpy (k->ring + wpos, p, chunk);
+      if (p != k->ring + wpos)
+        {
+          /* The worker reads only [rpos, rpos + rlen): the free part is the producer's. */
+          pthread_mutex_unlock (&k->mu);
+          memcpy (k->ring + wpos, p, chunk);
+          pthread_mutex_lock (&k->mu);
+        }
       k->rlen += chunk;
       p += chunk;
       len -= chunk;
@@ -418,6 +450,7 @@ cimg_layer_sink_new (struct cimg_store *s, const char *parent_chain_id, int flag
   k->h_comp = cimg_sha256_new ();
   k->h_diff = cimg_sha256_new ();
   k->inflater = cimg_inflater_new (push_plain, k);
+  cimg_inflater_set_space (k->inflater, ring_space);
   pthread_mutex_init (&k->mu, NULL);
   pthread_cond_init (&k->cv, NULL);
   pthread_mutex_init (&k->fmu, NULL);

@@ -106,6 +106,11 @@ int cimg_index_update (struct cimg_store *s, cimg_index_update_fn fn, void *data
 struct cimg_inflater;
 typedef int (*cimg_inflate_out_fn) (void *data, const void *buf, size_t len, cimg_error_t *err);
 struct cimg_inflater *cimg_inflater_new (cimg_inflate_out_fn out, void *data);
+/* Optional: where the inflater writes its output, a buffer of at most *cap bytes (shrink *cap to
+   what it holds, at least 1) that out() is then called with — a consumer with a buffer of its own
+   takes the bytes without a copy. NULL: the inflater's own buffer this time. */
+typedef unsigned char *(*cimg_inflate_space_fn) (void *data, size_t *cap);
+void cimg_inflater_set_space (struct cimg_inflater *z, cimg_inflate_space_fn space);
 int cimg_inflater_write (struct cimg_inflater *z, const void *buf, size_t len, cimg_error_t *err);
 /* End of input: errors if the compressed stream was truncated. */
 int cimg_inflater_finish (struct cimg_inflater *z, cimg_error_t *err);

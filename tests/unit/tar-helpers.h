@@ -1,7 +1,7 @@
-/* Tar writers shared by the layer tests (test_layer.c, test_layer_attacks.c): tars made in memory
-   with libarchive's writer, and ustar headers made by hand for what that writer refuses to
-   write. Include after <cmocka.h> and "store/store-internal.h". Static inline: each test
-   program uses a different subset. */
+/* Tar writers shared by the layer tests (test_layer.c, test_layer_attacks.c, test_pull_sync.c):
+   tars made in memory with libarchive's writer, ustar headers made by hand for what that writer
+   refuses to write, and gzip/zstd of a buffer. Include after <cmocka.h> and
+   "store/store-internal.h". Static inline: each test program uses a different subset. */
 #ifndef CIMG_TESTS_TAR_HELPERS_H
 #define CIMG_TESTS_TAR_HELPERS_H
 
@@ -9,6 +9,8 @@
 #include <archive_entry.h>
 #include <stdio.h>
 #include <string.h>
+#include <zlib.h>
+#include <zstd.h>
 
 /* Every entry's mtime: fixed, so that equal layers are equal bytes. */
 #define TAR_MTIME 1600000000
@@ -29,6 +31,36 @@ membuf_add (struct membuf *m, const void *p, size_t n)
     }
   memcpy (m->data + m->len, p, n);
   m->len += n;
+}
+
+/* A whole buffer compressed in one gzip member or one zstd frame. */
+static inline void
+gzip_buf (const struct membuf *in, struct membuf *out)
+{
+  memset (out, 0, sizeof *out);
+  z_stream z;
+  memset (&z, 0, sizeof z);
+  assert_int_equal (deflateInit2 (&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  out->cap = deflateBound (&z, in->len) + 64;
+  out->data = xmalloc (out->cap);
+  z.next_in = in->data;
+  z.avail_in = (uInt)in->len;
+  z.next_out = out->data;
+  z.avail_out = (uInt)out->cap;
+  assert_int_equal (deflate (&z, Z_FINISH), Z_STREAM_END);
+  out->len = z.total_out;
+  deflateEnd (&z);
+}
+
+static inline void
+zstd_buf (const struct membuf *in, struct membuf *out)
+{
+  memset (out, 0, sizeof *out);
+  out->cap = ZSTD_compressBound (in->len);
+  out->data = xmalloc (out->cap);
+  size_t n = ZSTD_compress (out->data, out->cap, in->data, in->len, 3);
+  assert_false (ZSTD_isError (n));
+  out->len = n;
 }
 
 static inline la_ssize_t

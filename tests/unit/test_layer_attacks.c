@@ -38,37 +38,6 @@
 #include <zlib.h>
 #include <zstd.h>
 
-/* ---------------------------------------------------------------- compression */
-
-static void
-gzip_buf (const struct membuf *in, struct membuf *out)
-{
-  memset (out, 0, sizeof *out);
-  z_stream z;
-  memset (&z, 0, sizeof z);
-  assert_int_equal (deflateInit2 (&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
-  out->cap = deflateBound (&z, in->len) + 64;
-  out->data = xmalloc (out->cap);
-  z.next_in = in->data;
-  z.avail_in = (uInt)in->len;
-  z.next_out = out->data;
-  z.avail_out = (uInt)out->cap;
-  assert_int_equal (deflate (&z, Z_FINISH), Z_STREAM_END);
-  out->len = z.total_out;
-  deflateEnd (&z);
-}
-
-static void
-zstd_buf (const struct membuf *in, struct membuf *out)
-{
-  memset (out, 0, sizeof *out);
-  out->cap = ZSTD_compressBound (in->len);
-  out->data = xmalloc (out->cap);
-  size_t n = ZSTD_compress (out->data, out->cap, in->data, in->len, 19);
-  assert_false (ZSTD_isError (n));
-  out->len = n;
-}
-
 /* ---------------------------------------------------------------- the store beside a canary */
 
 struct env

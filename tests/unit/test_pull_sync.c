@@ -2,7 +2,8 @@
    closed on a thread of their own still get their times and leave no fd open; a download
    verified before the layer's syncfs becomes the blob only when its digest matches; a sink that
    leaves the compressed digest to its caller records the digest it is given and refuses to
-   finish without one. */
+   finish without one; the diff_id and the files are right however the bytes (plain, gzip, zstd)
+   arrive. */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -325,56 +326,101 @@ test_sink_takes_the_verified_digest (void **state)
    them: the extraction thread as it releases them, the feeder for what that thread left in the
    ring when it stopped at the end-of-archive marker and for all that follows (padding that
    counts, even beyond the ring's size, or other bytes). Fed in chunks of several sizes. */
+/* File i of a case: its name and a line number over and over, 20 000 + 700 i bytes. */
+static char *
+file_content (const char *name, int i)
+{
+  size_t len = 20000 + 700 * (size_t)i;
+  char *s = xmalloc (len + 1);
+  size_t at = 0;
+  for (int line = 0; at < len; line++)
+    {
+      char l[64];
+      int n = snprintf (l, sizeof l, "%s:%d\n", name, line);
+      size_t take = len - at < (size_t)n ? len - at : (size_t)n;
+      memcpy (s + at, l, take);
+      at += take;
+    }
+  s[len] = 0;
+  return s;
+}
+
 static void
 test_diff_id_covers_every_byte (void **state)
 {
   struct store_fixture *f = *state;
   static const size_t chunks[] = { 1000, 65536, 1 << 20, SIZE_MAX };
   static const size_t tails[] = { 0, 3000, 10 << 20 };
+  static const char *const forms[] = { "tar", "gzip", "zstd" };
   for (size_t ti = 0; ti < ARRAY_SIZE (tails); ti++)
-    for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
-      {
-        struct tarw t;
-        tw_init (&t);
-        char name[32];
-        for (int i = 0; i < 300; i++)
-          {
-            snprintf (name, sizeof name, "f%d-%zu-%zu", i, ti, ci);
-            tw_file (&t, name, 0644, name);
-          }
-        tw_close (&t);
-        size_t len = t.m.len + tails[ti];
-        unsigned char *buf = xzalloc (len);
-        memcpy (buf, t.m.data, t.m.len);
-        if (ti == 1)
-          memset (buf + t.m.len, 'x', tails[ti]); /* not zeros: still the layer's bytes */
-        char digest[CIMG_DIGEST_BUFSIZE];
-        cimg_sha256_buf (buf, len, digest);
-        cimg_error_t err = { 0 };
-        struct cimg_layer_sink *k = cimg_layer_sink_new (f->s, NULL, 0, &err);
-        if (k == NULL)
-          fail_msg ("sink: %s", err.msg);
-        for (size_t off = 0; off < len;)
-          {
-            size_t n = len - off < chunks[ci] ? len - off : chunks[ci];
-            if (cimg_layer_sink_write (k, buf + off, n, &err) < 0)
-              fail_msg ("write: %s", err.msg);
-            off += n;
-          }
-        struct cimg_layer_info info;
-        if (cimg_layer_sink_finish (k, NULL, NULL, &info, &err) < 0)
-          fail_msg ("finish (tail %zu, chunk %zu): %s", tails[ti], chunks[ci], err.msg);
-        cimg_layer_sink_free (k);
-        if (strcmp (info.diff_id, digest) != 0)
-          fail_msg ("tail %zu, chunk %zu: diff_id %s, the bytes hash to %s", tails[ti], chunks[ci],
-                    info.diff_id, digest);
-        struct stat st;
-        cleanup_free char *path
-            = xasprintf ("layers/%s/diff/f299-%zu-%zu", strchr (info.chain_id, ':') + 1, ti, ci);
-        assert_int_equal (fstatat (f->s->dirfd, path, &st, 0), 0);
-        free (buf);
-        tw_free (&t);
-      }
+    for (size_t fi = 0; fi < ARRAY_SIZE (forms); fi++)
+      for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
+        {
+          /* Names of their own: each case makes a new layer, not one the store has. Contents of
+             odd lengths, 5.5 MB in all: the ring (4 MiB) wraps inside files. */
+          struct tarw t;
+          tw_init (&t);
+          char name[40];
+          for (int i = 0; i < 100; i++)
+            {
+              snprintf (name, sizeof name, "f%d-%zu-%zu-%zu", i, ti, fi, ci);
+              cleanup_free char *content = file_content (name, i);
+              tw_file (&t, name, 0644, content);
+            }
+          tw_close (&t);
+          struct membuf plain = { 0 };
+          membuf_add (&plain, t.m.data, t.m.len);
+          for (size_t i = 0; i < tails[ti]; i++)
+            membuf_add (&plain, ti == 1 ? "x" : "", 1); /* not only zeros: still the layer's */
+          char digest[CIMG_DIGEST_BUFSIZE];
+          cimg_sha256_buf (plain.data, plain.len, digest);
+          /* Compressed, the inflater writes into the ring's free space in place (ring_space),
+             and after the end-of-archive marker into its own buffer, hashed by the producer. */
+          struct membuf packed = plain;
+          if (fi == 1)
+            gzip_buf (&plain, &packed);
+          else if (fi == 2)
+            zstd_buf (&plain, &packed);
+          cimg_error_t err = { 0 };
+          struct cimg_layer_sink *k = cimg_layer_sink_new (f->s, NULL, 0, &err);
+          if (k == NULL)
+            fail_msg ("sink: %s", err.msg);
+          for (size_t off = 0; off < packed.len;)
+            {
+              size_t n = packed.len - off < chunks[ci] ? packed.len - off : chunks[ci];
+              if (cimg_layer_sink_write (k, packed.data + off, n, &err) < 0)
+                fail_msg ("write: %s", err.msg);
+              off += n;
+            }
+          struct cimg_layer_info info;
+          if (cimg_layer_sink_finish (k, NULL, NULL, &info, &err) < 0)
+            fail_msg ("finish (%s, tail %zu, chunk %zu): %s", forms[fi], tails[ti], chunks[ci],
+                      err.msg);
+          cimg_layer_sink_free (k);
+          if (strcmp (info.diff_id, digest) != 0)
+            fail_msg ("%s, tail %zu, chunk %zu: diff_id %s, the bytes hash to %s", forms[fi],
+                      tails[ti], chunks[ci], info.diff_id, digest);
+          /* Every file with its content: one misplaced byte of the ring shows here. */
+          for (int i = 0; i < 100; i++)
+            {
+              snprintf (name, sizeof name, "f%d-%zu-%zu-%zu", i, ti, fi, ci);
+              cleanup_free char *path
+                  = xasprintf ("layers/%s/diff/%s", strchr (info.chain_id, ':') + 1, name);
+              cleanup_free char *want = file_content (name, i);
+              size_t n = strlen (want);
+              cleanup_free char *got = xzalloc (n + 2);
+              cleanup_close int fd = openat (f->s->dirfd, path, O_RDONLY | O_CLOEXEC);
+              assert_true (fd >= 0);
+              assert_int_equal (read (fd, got, n + 1), (ssize_t)n);
+              if (memcmp (got, want, n) != 0)
+                fail_msg ("%s, tail %zu, chunk %zu: %s has other bytes than the tar's", forms[fi],
+                          tails[ti], chunks[ci], name);
+            }
+          if (packed.data != plain.data)
+            free (packed.data);
+          free (plain.data);
+          tw_free (&t);
+        }
 }
 
 int
