@@ -908,18 +908,10 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
         memcpy (old_id, old->id, sizeof old_id);
     }
   /* The tag is remembered with this manifest: a push of it sends these bytes, even when the
-     image is also known through another manifest. The image and its tag go into the index in
-     one update: one durable rewrite instead of two, and no moment where the image is there
-     untagged. */
-  {
-    cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
-    rc = cimg_image_batch_add (b, cfg_bytes, cfg_len, m_bytes, m_len, il, p.n, repo_digest,
-                               ref->digest ? NULL : full, res->id, err);
-    if (rc == 0 && !ref->digest)
-      rc = cimg_image_batch_tag (b, res->id, full, err);
-    if (rc == 0)
-      rc = cimg_image_batch_commit (b, err);
-  }
+     image is also known through another manifest. */
+  const char *tag = ref->digest ? NULL : full;
+  rc = cimg_store_add_image_ref (s, cfg_bytes, cfg_len, m_bytes, m_len, il, p.n, repo_digest, tag,
+                                 tag, res->id, err);
   if (rc < 0)
     goto out;
   memcpy (res->digest, top_digest, sizeof res->digest);

@@ -3,6 +3,7 @@
    judged against a view of the image's merged layers that the caller mounted, so every
    question of "did the image have this" is answered by the kernel's own overlay rules. */
 #include "store/container-fs.h"
+#include "store/image.h"
 #include "store/store-internal.h"
 
 #include <errno.h>
@@ -534,9 +535,9 @@ do_commit (struct cimg_store *s, const struct cimg_image *base, int upperfd, int
   if (bytes == NULL)
     return cimg_error_set (err, EINVAL, "cannot encode the image config");
   char id[CIMG_DIGEST_BUFSIZE];
-  if (cimg_store_add_image (s, bytes, strlen (bytes), NULL, 0, layers, nl, NULL, id, err) < 0)
-    return -1;
-  if (o->tag && cimg_store_tag (s, id, o->tag, err) < 0)
+  if (cimg_store_add_image_ref (s, bytes, strlen (bytes), NULL, 0, layers, nl, NULL, NULL, o->tag,
+                                id, err)
+      < 0)
     return -1;
   memcpy (id_out, id, CIMG_DIGEST_BUFSIZE);
   return 0;

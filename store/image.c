@@ -467,22 +467,27 @@ cimg_store_add_image (struct cimg_store *s, const char *config_bytes, size_t con
                       const char *repo_digest, char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
 {
   return cimg_store_add_image_ref (s, config_bytes, config_len, manifest_bytes, manifest_len,
-                                   layers, n_layers, repo_digest, NULL, id_out, err);
+                                   layers, n_layers, repo_digest, NULL, NULL, id_out, err);
 }
 
 int
 cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
                           const char *manifest_bytes, size_t manifest_len,
                           const struct cimg_image_layer *layers, size_t n_layers,
-                          const char *repo_digest, const char *ref,
+                          const char *repo_digest, const char *ref, const char *tag,
                           char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
 {
   cleanup_image_batch struct cimg_image_batch *b = cimg_image_batch_new (s);
+  char id[CIMG_DIGEST_BUFSIZE];
   if (cimg_image_batch_add (b, config_bytes, config_len, manifest_bytes, manifest_len, layers,
-                            n_layers, repo_digest, ref, id_out, err)
-      < 0)
+                            n_layers, repo_digest, ref, id, err)
+          < 0
+      || (tag && cimg_image_batch_tag (b, id, tag, err) < 0)
+      || cimg_image_batch_commit (b, err) < 0)
     return -1;
-  return cimg_image_batch_commit (b, err);
+  if (id_out)
+    memcpy (id_out, id, CIMG_DIGEST_BUFSIZE);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- batches */

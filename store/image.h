@@ -9,11 +9,13 @@
 
 /* cimg_store_add_image, remembering that the manifest came as ref (a full "name:tag" or
    "name@digest", may be NULL) and as repo_digest. The image's other manifests stay; this one
-   becomes the record's top-level (newest) manifest. */
+   becomes the record's top-level (newest) manifest. With tag (may be NULL), the image is tagged
+   in the same index update: a kill never leaves it there untagged, and the index is rewritten
+   once, not twice. */
 int cimg_store_add_image_ref (struct cimg_store *s, const char *config_bytes, size_t config_len,
                               const char *manifest_bytes, size_t manifest_len,
                               const struct cimg_image_layer *layers, size_t n_layers,
-                              const char *repo_digest, const char *ref,
+                              const char *repo_digest, const char *ref, const char *tag,
                               char id_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err);
 
 /* Many images and tags recorded in one index update (a load of an archive): each _add checks

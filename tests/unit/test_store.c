@@ -410,14 +410,20 @@ test_manifests (void **state)
   cleanup_free char *rdb = xasprintf ("docker.io/library/x@%s", db);
   char id[CIMG_DIGEST_BUFSIZE], id2[CIMG_DIGEST_BUFSIZE];
   assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
-                                              rda, "docker.io/library/x:oci", id, &err),
+                                              rda, "docker.io/library/x:oci", "x:oci", id, &err),
                     0);
-  assert_int_equal (cimg_store_tag (f->s, id, "x:oci", &err), 0);
   assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), mb, strlen (mb), &l, 1,
-                                              rdb, "docker.io/library/x:v2", id2, &err),
+                                              rdb, "docker.io/library/x:v2", "x:v2", id2, &err),
                     0);
-  assert_int_equal (cimg_store_tag (f->s, id2, "x:v2", &err), 0);
   assert_string_equal (id, id2);
+  /* Tagged in the same update as the image. */
+  for (size_t i = 0; i < 2; i++)
+    {
+      cleanup_image struct cimg_image *img
+          = cimg_store_find_image (f->s, i ? "x:v2" : "x:oci", &err);
+      assert_non_null (img);
+      assert_string_equal (img->id, id);
+    }
 
   assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
                     0);
@@ -451,7 +457,7 @@ test_manifests (void **state)
   assert_string_equal (got, da);
   /* A tag names one manifest: x:v2 pulled again through the OCI manifest moves. */
   assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
-                                              rda, "docker.io/library/x:v2", id2, &err),
+                                              rda, "docker.io/library/x:v2", NULL, id2, &err),
                     0);
   assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:v2", got, &err),
                     0);
@@ -483,7 +489,7 @@ test_manifests (void **state)
                     0);
   assert_string_equal (got, db);
   assert_int_equal (cimg_store_add_image_ref (f->s, config, strlen (config), ma, strlen (ma), &l, 1,
-                                              rda, "docker.io/library/x:oci", id2, &err),
+                                              rda, "docker.io/library/x:oci", NULL, id2, &err),
                     0);
   assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
                     0);
