@@ -424,6 +424,19 @@ test_manifests (void **state)
       assert_non_null (img);
       assert_string_equal (img->id, id);
     }
+  /* A tag that cannot be made: the image is not recorded either. */
+  cleanup_free char *other = xasprintf ("%.*s,\"author\":\"z\"}", (int)strlen (config) - 1, config);
+  char oid[CIMG_DIGEST_BUFSIZE], id3[CIMG_DIGEST_BUFSIZE];
+  cimg_sha256_buf (other, strlen (other), oid);
+  assert_int_equal (cimg_store_add_image_ref (f->s, other, strlen (other), NULL, 0, &l, 1, NULL,
+                                              NULL, "Bad:Tag", id3, &err),
+                    -1);
+  cimg_error_clear (&err);
+  {
+    cleanup_image struct cimg_image *none = cimg_store_find_image (f->s, oid, &err);
+    assert_null (none);
+    cimg_error_clear (&err);
+  }
 
   assert_int_equal (cimg_store_image_manifest_for (f->s, id, "docker.io/library/x:oci", got, &err),
                     0);
