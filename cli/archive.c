@@ -42,7 +42,7 @@ cmd_import (struct cli *c, int argc, char **argv)
   if (tag)
     {
       /* Refuse a bad name before reading a byte of a possibly large tarball. */
-      cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tag, &err);
+      cleanup_ref struct cimg_ref *ref = cimg_ref_parse_tag (tag, &err);
       if (ref == NULL)
         return cli_fail (&err);
     }

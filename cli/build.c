@@ -102,7 +102,7 @@ cmd_build (struct cli *c, int argc, char **argv)
     }
   for (size_t i = 0; tags && tags[i]; i++)
     {
-      cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tags[i], &err);
+      cleanup_ref struct cimg_ref *ref = cimg_ref_parse_tag (tags[i], &err);
       if (ref == NULL)
         {
           cimg_error_wrap (&err, "invalid tag \"%s\"", tags[i]);

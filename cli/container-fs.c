@@ -358,12 +358,22 @@ cmd_commit (struct cli *c, int argc, char **argv)
   if (argc - optind < 1 || argc - optind > 2)
     return cli_usage_error (c, "\"%s\" requires at least 1 and at most 2 arguments.", c->prog);
   const char *tag = argc - optind == 2 ? argv[optind + 1] : NULL;
+  cimg_error_t err = { 0 };
+  if (tag != NULL)
+    {
+      /* Refused before the container is looked up and paused, as Docker's CLI does. */
+      cleanup_ref struct cimg_ref *ref = cimg_ref_parse_tag (tag, &err);
+      if (ref == NULL)
+        {
+          cimg_error_wrap (&err, "commit %s", argv[optind]);
+          return cli_fail (&err);
+        }
+    }
   cleanup_store struct cimg_store *s = NULL;
   cleanup_container struct cimg_container *ctr = NULL;
   int rc = cli_one_container (c, argv[optind], CLI_CTR_MOUNT_NS, &s, &ctr);
   if (rc != 0)
     return rc;
-  cimg_error_t err = { 0 };
   const char *image_id = cimg_json_str (ctr->config, "Image");
   cleanup_image struct cimg_image *base
       = image_id ? cimg_store_find_image (s, image_id, &err) : NULL;

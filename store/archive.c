@@ -158,11 +158,9 @@ do_import (struct cimg_store *s, int fd, const char *tag, const char *message, j
   /* Everything that can be refused without reading the input is refused first. */
   if (tag != NULL)
     {
-      cleanup_ref struct cimg_ref *r = cimg_ref_parse (tag, err);
+      cleanup_ref struct cimg_ref *r = cimg_ref_parse_tag (tag, err);
       if (r == NULL)
         return -1;
-      if (r->digest != NULL)
-        return cimg_error_set (err, EINVAL, "tag \"%s\": a digest reference cannot be a tag", tag);
     }
   if (container != NULL && !json_is_object (container))
     return cimg_error_set (err, EINVAL, "import: the container config is not an object");
@@ -1022,11 +1020,9 @@ sniff_media_type (struct load_ctx *c, struct load_layer *l)
 static int
 add_tag (char ***tags, const char *s, const char *what, cimg_error_t *err)
 {
-  cleanup_ref struct cimg_ref *r = cimg_ref_parse (s, err);
+  cleanup_ref struct cimg_ref *r = cimg_ref_parse_tag (s, err);
   if (r == NULL)
     return cimg_error_wrap (err, "%s", what);
-  if (r->digest != NULL)
-    return cimg_error_set (err, EINVAL, "%s: \"%s\" is not a tag", what, s);
   cleanup_free char *full = cimg_ref_string (r);
   if (!cimg_strv_contains (*tags, full))
     cimg_strv_append (tags, full);

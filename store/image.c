@@ -586,14 +586,9 @@ cimg_image_batch_add (struct cimg_image_batch *b, const char *config_bytes, size
 static char *
 tag_name (const char *id, const char *tag, cimg_error_t *err)
 {
-  cleanup_ref struct cimg_ref *ref = cimg_ref_parse (tag, err);
+  cleanup_ref struct cimg_ref *ref = cimg_ref_parse_tag (tag, err);
   if (ref == NULL)
     return NULL;
-  if (ref->digest)
-    {
-      cimg_error_set (err, EINVAL, "refusing to create a tag with a digest reference: %s", tag);
-      return NULL;
-    }
   if (!cimg_digest_valid (id))
     {
       cimg_error_set (err, EINVAL, "invalid image ID \"%s\"", id);

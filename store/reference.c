@@ -18,6 +18,7 @@
 
 #include "store/store.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -506,6 +507,19 @@ struct cimg_ref *
 cimg_ref_parse_name (const char *s, cimg_error_t *err)
 {
   return parse (s, false, err);
+}
+
+struct cimg_ref *
+cimg_ref_parse_tag (const char *s, cimg_error_t *err)
+{
+  struct cimg_ref *r = parse (s, true, err);
+  if (r != NULL && r->digest != NULL)
+    {
+      cimg_error_set (err, EINVAL, "refusing to create a tag with a digest reference: %s", s);
+      cimg_ref_free (r);
+      return NULL;
+    }
+  return r;
 }
 
 void

@@ -21,6 +21,9 @@ struct cimg_ref
 struct cimg_ref *cimg_ref_parse (const char *s, cimg_error_t *err);
 /* Like cimg_ref_parse, but adds no default tag. */
 struct cimg_ref *cimg_ref_parse_name (const char *s, cimg_error_t *err);
+/* Like cimg_ref_parse, for a name to tag an image with: a digest is refused, as Docker does,
+   since a tag cannot make an image have a digest. */
+struct cimg_ref *cimg_ref_parse_tag (const char *s, cimg_error_t *err);
 void cimg_ref_free (struct cimg_ref *r);
 void cimg_ref_freep (struct cimg_ref **r);
 #define cleanup_ref __attribute__ ((cleanup (cimg_ref_freep)))

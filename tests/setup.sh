@@ -18,6 +18,8 @@ packages=(
   skopeo umoci busybox-static docker-registry runc
   # the test harness
   jq python3 ca-certificates util-linux
+  # chattr: test_container_fs.sh makes the store's blob directory refuse writes
+  e2fsprogs
   # registry tests (htpasswd for basic auth) and bench/pull.sh (bc, /usr/bin/time)
   apache2-utils bc time curl
   # test_registry_tls.sh: a CA, server and client certificates

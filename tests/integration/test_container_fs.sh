@@ -23,6 +23,7 @@ _fs_exit() {
     "$CIMG" --root "$CIMG_ROOT" rm -f "$id" >/dev/null 2>&1
   done
   rm -f "$CANARY" "$INJECT"
+  chattr -i "$CIMG_ROOT/blobs/sha256" 2>/dev/null
   (exit "$rc")
   _life_exit
 }
@@ -158,6 +159,22 @@ expect_fail "$CIMG_ERR_CODE" cimg commit -c 'SHELL ["/bin/bash", "-c"]' ch fs:ba
 assert_contains "$ERR" "SHELL is not a valid change command" "commit -c SHELL is refused, as import's"
 expect_fail "$CIMG_ERR_CODE" cimg commit -c 'EXPOSE notaport' ch fs:bad
 expect_fail "$CIMG_ERR_CODE" cimg commit ch 'fs:bad@sha256:1234'
+# A bad name is refused before any work, as Docker's CLI checks it before asking for the
+# container: the store gains no blob and no layer (the container has a change of its own, so a
+# commit would add both).
+must cimg run --name badtag "$BASE" sh -c 'echo badtag >/unique'
+remember_ids
+store_files() { find "$CIMG_ROOT/blobs" "$CIMG_ROOT/layers" -mindepth 1 -maxdepth 2 | LC_ALL=C sort; }
+files_before=$(store_files)
+expect_fail "$CIMG_ERR_CODE" cimg commit badtag Bad:Tag
+assert_contains "$ERR" '"Bad:Tag"' "commit with an upper-case tag names it"
+assert_contains "$ERR" "must be lowercase" "commit with an upper-case tag says the rule"
+expect_fail "$CIMG_ERR_CODE" cimg commit badtag "fs:bad@sha256:$(printf '%064d' 0)"
+assert_contains "$ERR" "refusing to create a tag with a digest reference" \
+  "commit to a digest reference says a tag cannot be one"
+assert_eq "$(store_files)" "$files_before" "a refused commit name adds no blob and no layer"
+expect_fail "$CIMG_ERR_CODE" cimg commit no-such-container Bad:Tag
+assert_contains "$ERR" "must be lowercase" "the name is checked before the container is looked up"
 expect_fail "$CIMG_ERR_CODE" cimg commit no-such-container
 assert_contains "$ERR" "no-such-container" "commit of a missing container names it"
 expect_fail "$CIMG_USAGE_CODE" cimg commit
@@ -371,15 +388,22 @@ wait_for 10 "and it goes on writing during the commit" counter_above "$at"
 commit_release
 assert_eq "$RC" 0 "commit --pause=false succeeds"
 
-# A commit that fails once the container is frozen (the store refuses a tag with a digest)
-# thaws it all the same.
 expect_fail "$CIMG_USAGE_CODE" cimg commit --pause=maybe counter fs:x
 assert_contains "$ERR" "--pause" "a bad --pause value names the flag"
-expect_fail "$CIMG_ERR_CODE" cimg commit counter 'fs:bad@sha256:1234'
+# A commit that fails once the container is frozen thaws it all the same: the packed layer is
+# recorded only after the freeze, and an immutable blob directory refuses it.
+chattr +i "$CIMG_ROOT/blobs/sha256"
+expect_fail "$CIMG_ERR_CODE" cimg commit counter fs:unrecorded
+chattr -i "$CIMG_ROOT/blobs/sha256"
+assert_contains "$ERR" "write layer: store blob sha256:" "a commit that cannot store its layer says so"
+assert_contains "$ERR" "Operation not permitted" "and why"
 assert_eq "$(freezer_state "$CTR")" THAWED "a failed commit leaves the container thawed"
+at=$(counter)
+wait_for 10 "the container goes on writing after the failed commit" counter_above "$at"
+expect_fail "$CIMG_ERR_CODE" cimg image inspect fs:unrecorded
 must cimg rm -f counter
 
 section "clean-up"
-must cimg rm -f cpr ch opq same
+must cimg rm -f cpr ch opq same badtag
 assert_eq "$(container_ids | wc -l)" 0 "every container removed"
 assert_store_clean

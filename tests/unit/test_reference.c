@@ -361,6 +361,37 @@ test_null_err_and_input (void **state)
 }
 
 static void
+test_parse_tag (void **state)
+{
+  (void)state;
+  cimg_error_t err = { 0 };
+  cleanup_ref struct cimg_ref *r = cimg_ref_parse_tag ("ubuntu", &err);
+  assert_non_null (r);
+  cleanup_free char *full = cimg_ref_string (r);
+  assert_string_equal (full, "docker.io/library/ubuntu:latest");
+  cleanup_ref struct cimg_ref *t = cimg_ref_parse_tag ("127.0.0.1:5000/a/b:v1", &err);
+  assert_non_null (t);
+  assert_string_equal (t->tag, "v1");
+  assert_false (cimg_error_is_set (&err));
+
+  /* A tag cannot give an image a digest, with or without a tag beside it. */
+  static const char *const digests[]
+      = { "x@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+          "x:1@sha256:0000000000000000000000000000000000000000000000000000000000000000" };
+  for (size_t i = 0; i < ARRAY_SIZE (digests); i++)
+    {
+      assert_null (cimg_ref_parse_tag (digests[i], &err));
+      assert_non_null (strstr (err.msg, "refusing to create a tag with a digest reference"));
+      assert_non_null (strstr (err.msg, digests[i]));
+      cimg_error_clear (&err);
+    }
+  assert_null (cimg_ref_parse_tag ("Bad:Tag", &err));
+  assert_string_equal (err.msg, "invalid reference \"Bad:Tag\": repository name must be lowercase");
+  cimg_error_clear (&err);
+  assert_null (cimg_ref_parse_tag ("x@sha256:00", NULL));
+}
+
+static void
 test_parse_name_adds_no_tag (void **state)
 {
   (void)state;
@@ -459,6 +490,7 @@ main (void)
     cmocka_unit_test (test_message_escapes_input),
     cmocka_unit_test (test_error_replaces_previous),
     cmocka_unit_test (test_null_err_and_input),
+    cmocka_unit_test (test_parse_tag),
     cmocka_unit_test (test_parse_name_adds_no_tag),
     cmocka_unit_test (test_familiar_name),
     cmocka_unit_test (test_familiar_string),
