@@ -105,19 +105,18 @@ timer() { python3 "$BENCH_DIR/timer.py"; }
 
 jargs() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
 
+# The version line of a peer; nothing (and no failure: set -e) when it is not installed.
+peer_version() {
+  case $1 in
+    docker) "$DOCKER_BIN" --version ;;
+    *) "$1" --version ;;
+  esac 2>/dev/null | head -1
+}
+
 # peer NAME OK(0|1) WHY: one line per peer and script in the results (the doc lists them).
 peer() {
   local name=$1 ok=$2 why=${3:-} ver=""
-  case $name in
-    docker) ver=$("$DOCKER_BIN" --version 2>/dev/null) ;;
-    dockerd) ver=$(dockerd --version 2>/dev/null) ;;
-    podman) ver=$(podman --version 2>/dev/null) ;;
-    buildah) ver=$(buildah --version 2>/dev/null) ;;
-    skopeo) ver=$(skopeo --version 2>/dev/null) ;;
-    umoci) ver=$(umoci --version 2>/dev/null) ;;
-    runc) ver=$(runc --version 2>/dev/null | head -1) ;;
-    *) ver=$("$name" --version 2>/dev/null | head -1) ;;
-  esac
+  ver=$(peer_version "$name") || ver=""
   python3 -c 'import json, sys; print(json.dumps({"peer": sys.argv[1], "version": sys.argv[2], "ok": sys.argv[3] == "1", "why": sys.argv[4], "script": sys.argv[5]}))' \
     "$name" "$ver" "$ok" "$why" "$(basename "$0")" >>"$BENCH_RESULTS"
   if [ "$ok" = 1 ]; then echo "# peer $name: ${ver:-?}"; else echo "# peer $name: cannot run here: $why"; fi
