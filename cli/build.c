@@ -105,7 +105,7 @@ cmd_build (struct cli *c, int argc, char **argv)
       cleanup_ref struct cimg_ref *ref = cimg_ref_parse_tag (tags[i], &err);
       if (ref == NULL)
         {
-          cimg_error_wrap (&err, "invalid tag \"%s\"", tags[i]);
+          cimg_error_wrap (&err, "--tag"); /* the message names the tag itself */
           return cli_fail (&err);
         }
     }

@@ -274,6 +274,15 @@ printf 'FROM 127.0.0.1:1/nosuch:1\n' >"$bad/Dockerfile"
 expect_fail "$CIMG_ERR_CODE" cimg build -t bad:1 "$bad"
 assert_contains "$ERR" "Dockerfile:1: FROM 127.0.0.1:1/nosuch:1" "FROM of a missing image: file:line"
 assert_eq "$(image_id bad:1)" "" "no failed build tagged anything"
+# A name that cannot be a tag is refused before the first step runs, not after the build.
+printf 'FROM busybox\nRUN echo step-ran\n' >"$bad/Dockerfile"
+expect_fail "$CIMG_ERR_CODE" cimg build -t "bad@sha256:$(printf '%064d' 0)" "$bad"
+assert_contains "$ERR" "--tag: refusing to create a tag with a digest reference" \
+  "build -t of a digest reference says a tag cannot be one"
+assert_not_contains "$OUT$ERR" "step-ran" "and refuses it before any step runs"
+expect_fail "$CIMG_ERR_CODE" cimg build -t Bad:1 "$bad"
+assert_contains "$ERR" '--tag: invalid reference "Bad:1": repository name must be lowercase' \
+  "build -t of an upper-case name names the flag, the name and the rule"
 
 section "gc keeps what the cache needs, and the cache survives gc"
 must cimg rmi app:2 app:3 app:4

@@ -76,7 +76,10 @@ expect_fail "$CIMG_ERR_CODE" cimg import -c 'EXPOSE notaport' "$TEST_TMP/rootfs.
 assert_contains "$ERR" 'invalid port "notaport"' "a bad EXPOSE names the port"
 expect_fail "$CIMG_ERR_CODE" cimg import -c 'ENV A="unterminated' "$TEST_TMP/rootfs.tar" imp:bad
 assert_contains "$ERR" 'change "ENV A="unterminated"' "a bad line is named in the error"
-assert_eq "$(cimg images -q | wc -l)" "$images_before" "refused changes leave no image"
+expect_fail "$CIMG_ERR_CODE" cimg import "$TEST_TMP/rootfs.tar" "imp@sha256:$(printf '%064d' 0)"
+assert_contains "$ERR" "refusing to create a tag with a digest reference" \
+  "import to a digest reference says a tag cannot be one"
+assert_eq "$(cimg images -q | wc -l)" "$images_before" "refused changes and names leave no image"
 
 section "save and export refuse a terminal alike"
 run pty_run 24 80 "$CIMG" --root "$CIMG_ROOT" save imp:changed
