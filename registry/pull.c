@@ -304,8 +304,11 @@ job_feed (struct job *j, const void *buf, size_t len, cimg_error_t *err)
   return cimg_inflater_write (j->z, buf, len, err);
 }
 
-/* Room in a layer's ring below which its transfer is paused: more than the inflated output
-   of one write callback's 16 KiB (at 64:1), which is then written without waiting. */
+/* Room in a layer's ring below which its transfer is paused. A write callback brings 16 KiB,
+   and every eighth one hands the inflater a 128 KiB batch (store/inflate.c): up to 8:1, what
+   that batch inflates to fits without waiting; beyond (runs of zeros), the download loop waits
+   in the ring for the worker to take the rest, as it would for any layer that compresses
+   better than the room allows. */
 #define ROOM_MIN ((size_t)1 << 20)
 
 static void

@@ -10,6 +10,16 @@
 
 #define OUT_CHUNK (256 * 1024)
 
+/* Compressed input is gathered into runs of this size before it is decoded. igzip starts
+   every call by decoding into its own 64 KiB window and copying that out, and ends it by
+   saving the last 32 KiB of output as the next call's history; curl hands over 16 KiB at a
+   time (~36 KiB of tar), so fed as it came almost every byte was decoded into the window
+   and copied twice. zlib (updatewindow) and zstd (its window buffer) copy per call too. */
+#define IN_BATCH (128 * 1024)
+/* Output asked for per call when the consumer lends its own buffer (ring_space): large
+   enough that one batch of typical layer data (2 – 4:1) is decoded in one call. */
+#define OUT_LENT (1024 * 1024)
+
 enum kind
 {
   K_DETECT,
@@ -28,6 +38,8 @@ struct cimg_inflater
   size_t headlen;
   bool member_done; /* gzip: the last member ended exactly at the end of input so far */
   unsigned char *obuf;
+  unsigned char *ibuf; /* IN_BATCH bytes: compressed input not decoded yet */
+  size_t ilen;
 #ifdef HAVE_ISAL
   struct inflate_state *isal;
 #else
@@ -57,7 +69,7 @@ cimg_inflater_set_space (struct cimg_inflater *z, cimg_inflate_space_fn space)
 static unsigned char *
 out_space (struct cimg_inflater *z, size_t *cap)
 {
-  *cap = OUT_CHUNK;
+  *cap = OUT_LENT;
   unsigned char *p = z->space ? z->space (z->data, cap) : NULL;
   if (p == NULL)
     {
@@ -216,6 +228,54 @@ dispatch (struct cimg_inflater *z, const unsigned char *buf, size_t len, cimg_er
     }
 }
 
+/* zlib and igzip count input in 32 bits: feed them at most a GiB at a time. */
+static int
+feed (struct cimg_inflater *z, const unsigned char *p, size_t len, cimg_error_t *err)
+{
+  while (len > 0)
+    {
+      size_t n = len < ((size_t)1 << 30) ? len : (size_t)1 << 30;
+      if (dispatch (z, p, n, err) < 0)
+        return -1;
+      p += n;
+      len -= n;
+    }
+  return 0;
+}
+
+static int
+flush_batch (struct cimg_inflater *z, cimg_error_t *err)
+{
+  size_t n = z->ilen;
+  z->ilen = 0;
+  return n ? dispatch (z, z->ibuf, n, err) : 0;
+}
+
+/* Compressed bytes go through IN_BATCH (a tar is handed on as it comes: nothing to gain). */
+static int
+take_in (struct cimg_inflater *z, const unsigned char *p, size_t len, cimg_error_t *err)
+{
+  if (z->kind == K_PLAIN)
+    return feed (z, p, len, err);
+  while (len > 0)
+    {
+      if (z->ilen == 0 && len >= IN_BATCH)
+        return feed (z, p, len, err);
+      if (z->ibuf == NULL)
+        z->ibuf = xmalloc (IN_BATCH);
+      size_t take = IN_BATCH - z->ilen;
+      if (take > len)
+        take = len;
+      memcpy (z->ibuf + z->ilen, p, take);
+      z->ilen += take;
+      p += take;
+      len -= take;
+      if (z->ilen == IN_BATCH && flush_batch (z, err) < 0)
+        return -1;
+    }
+  return 0;
+}
+
 int
 cimg_inflater_write (struct cimg_inflater *z, const void *buf, size_t len, cimg_error_t *err)
 {
@@ -234,19 +294,10 @@ cimg_inflater_write (struct cimg_inflater *z, const void *buf, size_t len, cimg_
         return 0;
       if (start (z, err) < 0)
         return -1;
-      if (dispatch (z, z->head, z->headlen, err) < 0)
+      if (take_in (z, z->head, z->headlen, err) < 0)
         return -1;
     }
-  /* zlib and igzip count input in 32 bits: feed them at most a GiB at a time. */
-  while (len > 0)
-    {
-      size_t n = len < ((size_t)1 << 30) ? len : (size_t)1 << 30;
-      if (dispatch (z, p, n, err) < 0)
-        return -1;
-      p += n;
-      len -= n;
-    }
-  return 0;
+  return take_in (z, p, len, err);
 }
 
 int
@@ -256,9 +307,11 @@ cimg_inflater_finish (struct cimg_inflater *z, cimg_error_t *err)
     {
       if (start (z, err) < 0)
         return -1;
-      if (z->headlen && dispatch (z, z->head, z->headlen, err) < 0)
+      if (take_in (z, z->head, z->headlen, err) < 0)
         return -1;
     }
+  if (flush_batch (z, err) < 0)
+    return -1;
   if (z->kind == K_GZIP && !z->member_done)
     return cimg_error_set (err, EINVAL, "gzip: unexpected end of stream (truncated)");
   if (z->kind == K_ZSTD && z->zret != 0)
@@ -271,6 +324,7 @@ cimg_inflater_free (struct cimg_inflater *z)
 {
   if (z == NULL)
     return;
+  free (z->ibuf);
 #ifdef HAVE_ISAL
   free (z->isal);
 #else
