@@ -24,6 +24,8 @@ struct membuf
 static inline void
 membuf_add (struct membuf *m, const void *p, size_t n)
 {
+  if (n == 0)
+    return; /* p may be NULL then, which memcpy does not allow */
   if (m->len + n > m->cap)
     {
       m->cap = (m->len + n) * 2 + 4096;
