@@ -251,6 +251,21 @@ flush_batch (struct cimg_inflater *z, cimg_error_t *err)
   return n ? dispatch (z, z->ibuf, n, err) : 0;
 }
 
+/* Appends to dst (holding *have of cap bytes) what fits of the len bytes at *p, and moves past
+   them. */
+static void
+gather (unsigned char *dst, size_t *have, size_t cap, const unsigned char **p, size_t *len)
+{
+  size_t take = cap - *have;
+  if (take > *len)
+    take = *len;
+  if (take > 0)
+    memcpy (dst + *have, *p, take);
+  *have += take;
+  *p += take;
+  *len -= take;
+}
+
 /* Compressed bytes go through IN_BATCH (a tar is handed on as it comes: nothing to gain). */
 static int
 take_in (struct cimg_inflater *z, const unsigned char *p, size_t len, cimg_error_t *err)
@@ -263,13 +278,7 @@ take_in (struct cimg_inflater *z, const unsigned char *p, size_t len, cimg_error
         return feed (z, p, len, err);
       if (z->ibuf == NULL)
         z->ibuf = xmalloc (IN_BATCH);
-      size_t take = IN_BATCH - z->ilen;
-      if (take > len)
-        take = len;
-      memcpy (z->ibuf + z->ilen, p, take);
-      z->ilen += take;
-      p += take;
-      len -= take;
+      gather (z->ibuf, &z->ilen, IN_BATCH, &p, &len);
       if (z->ilen == IN_BATCH && flush_batch (z, err) < 0)
         return -1;
     }
@@ -283,13 +292,7 @@ cimg_inflater_write (struct cimg_inflater *z, const void *buf, size_t len, cimg_
   if (z->kind == K_DETECT)
     {
       /* Hold back the first bytes until the magic number can be read. */
-      size_t take = sizeof z->head - z->headlen;
-      if (take > len)
-        take = len;
-      memcpy (z->head + z->headlen, p, take);
-      z->headlen += take;
-      p += take;
-      len -= take;
+      gather (z->head, &z->headlen, sizeof z->head, &p, &len);
       if (z->headlen < sizeof z->head)
         return 0;
       if (start (z, err) < 0)
