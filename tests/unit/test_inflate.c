@@ -88,9 +88,9 @@ pack (enum form f, const struct membuf *plain, struct membuf *packed)
       return;
     case F_GZIP2:
       {
-        size_t half = plain->len / 3;
-        struct membuf a = { .data = plain->data, .len = half };
-        struct membuf b = { .data = plain->data + half, .len = plain->len - half };
+        size_t cut = plain->len / 3;
+        struct membuf a = { .data = plain->data, .len = cut };
+        struct membuf b = { .data = plain->data + cut, .len = plain->len - cut };
         struct membuf ga, gb;
         gzip_buf (&a, &ga);
         gzip_buf (&b, &gb);
@@ -128,6 +128,24 @@ run (const struct membuf *packed, size_t chunk, struct out *o, cimg_error_t *err
 
 static const size_t chunks[]
     = { 1000, 16384, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 5, SIZE_MAX };
+
+/* `in`, fed in every size of chunks[], is refused each time with an error that contains
+   `want`; `what` says which case failed. */
+static void
+expect_refused (const struct membuf *in, size_t fail_after, const char *want, const char *what)
+{
+  for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
+    {
+      struct out o = { .fail_after = fail_after };
+      cimg_error_t err = { 0 };
+      if (run (in, chunks[ci], &o, &err) == 0)
+        fail_msg ("%s (chunk %zu): taken as whole", what, chunks[ci]);
+      if (strstr (err.msg, want) == NULL)
+        fail_msg ("%s (chunk %zu): \"%s\" does not say \"%s\"", what, chunks[ci], err.msg, want);
+      free (o.m.data);
+      cimg_error_clear (&err);
+    }
+}
 
 static void
 test_same_bytes_however_fed (void **state)
@@ -184,20 +202,13 @@ test_cut_short_is_refused (void **state)
          and without its second half. */
       size_t cuts[] = { packed.len - 3, packed.len / 2 };
       for (size_t ki = 0; ki < ARRAY_SIZE (cuts); ki++)
-        for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
-          {
-            struct membuf part = { .data = packed.data, .len = cuts[ki] };
-            struct out o = { 0 };
-            cimg_error_t err = { 0 };
-            if (run (&part, chunks[ci], &o, &err) == 0)
-              fail_msg ("%s cut to %zu of %zu bytes (chunk %zu) was taken as whole", form_name[f],
-                        cuts[ki], packed.len, chunks[ci]);
-            if (strstr (err.msg, "truncated") == NULL)
-              fail_msg ("%s cut to %zu bytes: \"%s\" does not say it was cut short", form_name[f],
-                        cuts[ki], err.msg);
-            free (o.m.data);
-            cimg_error_clear (&err);
-          }
+        {
+          struct membuf part = { .data = packed.data, .len = cuts[ki] };
+          char what[96];
+          snprintf (what, sizeof what, "%s cut to %zu of %zu bytes", form_name[f], cuts[ki],
+                    packed.len);
+          expect_refused (&part, 0, "truncated", what);
+        }
       free (packed.data);
     }
   free (plain.data);
@@ -217,23 +228,16 @@ test_damaged_gzip_is_refused (void **state)
       struct membuf packed;
       pack (f, &plain, &packed);
       for (size_t at = packed.len / 5; at < packed.len - 16; at += packed.len / 5)
-        for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
-          {
-            struct membuf bad = { 0 };
-            membuf_add (&bad, packed.data, packed.len);
-            for (size_t i = 0; i < 8; i++)
-              bad.data[at + i] ^= 0x5a;
-            struct out o = { 0 };
-            cimg_error_t err = { 0 };
-            if (run (&bad, chunks[ci], &o, &err) == 0)
-              fail_msg ("%s damaged at %zu of %zu (chunk %zu): taken as whole", form_name[f], at,
-                        packed.len, chunks[ci]);
-            if (strstr (err.msg, "gzip: corrupt stream") == NULL)
-              fail_msg ("%s damaged at %zu: \"%s\"", form_name[f], at, err.msg);
-            free (o.m.data);
-            free (bad.data);
-            cimg_error_clear (&err);
-          }
+        {
+          struct membuf bad = { 0 };
+          membuf_add (&bad, packed.data, packed.len);
+          for (size_t i = 0; i < 8; i++)
+            bad.data[at + i] ^= 0x5a;
+          char what[96];
+          snprintf (what, sizeof what, "%s damaged at %zu of %zu", form_name[f], at, packed.len);
+          expect_refused (&bad, 0, "gzip: corrupt stream", what);
+          free (bad.data);
+        }
       free (packed.data);
     }
   free (plain.data);
@@ -253,17 +257,12 @@ test_consumer_error_is_returned (void **state)
       struct membuf packed;
       pack (f, &plain, &packed);
       for (size_t ai = 0; ai < ARRAY_SIZE (fail_at); ai++)
-        for (size_t ci = 0; ci < ARRAY_SIZE (chunks); ci++)
-          {
-            struct out o = { .fail_after = fail_at[ai] };
-            cimg_error_t err = { 0 };
-            if (run (&packed, chunks[ci], &o, &err) == 0)
-              fail_msg ("%s, chunk %zu: the consumer failed after %zu bytes, the inflater did not",
-                        form_name[f], chunks[ci], fail_at[ai]);
-            assert_string_equal (err.msg, "consumer: disk full");
-            free (o.m.data);
-            cimg_error_clear (&err);
-          }
+        {
+          char what[96];
+          snprintf (what, sizeof what, "%s, the consumer failing after %zu bytes", form_name[f],
+                    fail_at[ai]);
+          expect_refused (&packed, fail_at[ai], "consumer: disk full", what);
+        }
       free (packed.data);
     }
   free (plain.data);
