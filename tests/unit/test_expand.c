@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -16,6 +17,18 @@ testdata_path (const char *name)
   if (dir == NULL)
     dir = "../shared/testdata";
   return xasprintf ("%s/buildkit-shell/%s", dir, name);
+}
+
+static FILE *
+open_testdata (const char *name)
+{
+  cleanup_free char *path = testdata_path (name);
+  FILE *f = fopen (path, "r");
+  if (f == NULL)
+    fail_msg ("%s: %s (buildkit's conformance data, ../shared/testdata beside the repository; "
+              "CIMG_TESTDATA names its directory)",
+              path, strerror (errno));
+  return f;
 }
 
 static char *
@@ -33,9 +46,7 @@ static void
 test_env_var_file (void **state)
 {
   (void)state;
-  cleanup_free char *path = testdata_path ("envVarTest");
-  FILE *f = fopen (path, "r");
-  assert_non_null (f);
+  FILE *f = open_testdata ("envVarTest");
   char *env[] = { "PWD=/home", "SHELL=bash", "KOREAN=한국어", "NULL=", NULL };
   char line[4096];
   int run = 0, failed = 0, lineno = 0;
@@ -91,9 +102,7 @@ static void
 test_words_file (void **state)
 {
   (void)state;
-  cleanup_free char *path = testdata_path ("wordsTest");
-  FILE *f = fopen (path, "r");
-  assert_non_null (f);
+  FILE *f = open_testdata ("wordsTest");
   cleanup_strv char **env = NULL;
   char line[4096];
   int run = 0, failed = 0, lineno = 0;
