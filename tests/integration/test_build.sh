@@ -55,6 +55,7 @@ assert_eq "$(cimg images -q | wc -l)" 1 "--dry-run builds nothing"
 
 section "build"
 must cimg build -t app:1 --build-arg GREETING=hi "$ctx"
+built1=$(date +%s)
 assert_contains "$OUT" "STEP 1/$nsteps: FROM busybox" "step lines count the steps"
 assert_contains "$OUT" "STEP 5/$nsteps: RUN echo" "RUN has its step line"
 assert_match "$OUT" "Successfully built [0-9a-f]{12}" "Successfully built <id>"
@@ -140,6 +141,10 @@ assert_not_contains "$(grep -A1 'COPY a.txt /files/' <<<"$OUT")" "CACHED" "COPY 
 assert_ne "$(image_id app:2)" "$id1" "the changed file gives another image"
 expect_ok cimg run --rm app:2 'cat /files/a.txt'
 assert_eq "$OUT" "HELLO" "the new bytes are in the image"
+# Layers keep whole-second mtimes (as Docker's): a rerun within the second app:1 was built in
+# makes the very same WORKDIR and RUN layers, which app:1 keeps alive, and the gc section
+# below would then rightly hit them. Start in a later second, so that these layers are app:3's.
+while [ "$(date +%s)" -le "$built1" ]; do sleep 0.1; done
 must cimg build --no-cache -t app:3 --build-arg GREETING=hi "$ctx"
 assert_eq "$(count_lines "$OUT" "CACHED")" 0 "--no-cache uses no cache"
 must cimg build --build-arg GREETING=other -t app:4 "$ctx"
