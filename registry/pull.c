@@ -209,7 +209,8 @@ struct job
   bool discard;     /* this response is an error: its body is not layer bytes */
   bool fatal;       /* err is set: the pull fails */
   bool reauthed;
-  bool paused; /* the write callback paused the transfer: its sink's ring was nearly full */
+  bool paused;       /* the write callback paused the transfer: its sink's ring was nearly full */
+  bool said_waiting; /* "Waiting" was shown: no download slot was free at first */
   long status;
   char errbody[1024];
   size_t errlen;
@@ -467,8 +468,6 @@ job_start (struct job *j, cimg_error_t *err)
   if (curl_multi_add_handle (p->multi, j->easy) != CURLM_OK)
     return cimg_error_set (err, EIO, "curl_multi_add_handle failed");
   j->state = JOB_ACTIVE;
-  if (j->attempts == 0)
-    cimg_progress_done (p->progress, j->short_id, "Pulling fs layer");
   return 0;
 }
 
@@ -634,7 +633,13 @@ run_jobs (struct pull *p, cimg_error_t *err)
           if (j->state != JOB_PENDING)
             continue;
           if (i != next_commit && (active >= p->max || waiting >= p->max))
-            continue;
+            {
+              /* As Docker: a layer queued behind the download limit says so once. */
+              if (j->attempts == 0 && !j->said_waiting)
+                cimg_progress_done (p->progress, j->short_id, "Waiting");
+              j->said_waiting = true;
+              continue;
+            }
           if (j->next_try > t)
             {
               if (wake < 0 || j->next_try < wake)
@@ -877,6 +882,10 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
           j->state = JOB_PENDING;
           downloaded = true;
         }
+      /* Every layer has its line from the start, in the manifest's order, as in Docker's
+         output; those beyond the download limit then say "Waiting". */
+      if (j->state == JOB_PENDING)
+        cimg_progress_done (progress, j->short_id, "Pulling fs layer");
     }
   if (run_jobs (&p, err) < 0)
     goto out;

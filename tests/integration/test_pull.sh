@@ -88,6 +88,14 @@ push_fixture "oci:$TEST_TMP/ml:ml" ml:1
 assert_eq "$(reg_manifest ml:1 | jq '.layers | length')" 3 "the fixture has three layers"
 expect_ok cimg pull --max-concurrent-downloads 1 "$REGISTRY/ml:1"
 assert_contains "$OUT" "Already exists" "the busybox base layer is shared with bb:oci"
+# As docker pull prints it: every layer has its line at once, in the manifest's order, and the
+# one beyond the download limit says it waits.
+mapfile -t ids < <(reg_manifest ml:1 | jq -r '.layers[].digest | .[7:19]')
+assert_eq "$(sed -n 2,4p <<<"$OUT")" "${ids[0]}: Already exists
+${ids[1]}: Pulling fs layer
+${ids[2]}: Pulling fs layer" "each layer has its line before any download starts"
+assert_contains "$OUT" "${ids[2]}: Waiting" "the layer beyond --max-concurrent-downloads 1 waits"
+assert_not_contains "$OUT" "${ids[1]}: Waiting" "the first layer to fetch does not wait"
 mount_image "$REGISTRY/ml:1" "$TEST_TMP/ml-mnt"
 assert_eq "$(rootfs_listing "$TEST_TMP/ml-mnt")" "$(rootfs_listing "$TEST_TMP/ml.expected")" \
   "the overlay of the pulled layers is the rootfs umoci had"
@@ -107,6 +115,7 @@ umount "$TEST_TMP/ml-mnt"
 root_d="$TEST_TMP/root-d"
 expect_ok cimg_in "$root_d" pull --max-concurrent-downloads 3 "$REGISTRY/ml:1"
 assert_eq "$(grep -c 'Pull complete' <<<"$OUT")" 3 "three layers pulled in parallel into an empty store"
+assert_not_contains "$OUT" "Waiting" "with three download slots no layer waits"
 assert_eq "$(count_layer_dirs "$root_d")" 3 "three layer directories"
 assert_store_clean "$root_d"
 
