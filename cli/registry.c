@@ -3,8 +3,20 @@
 #include "registry/registry.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <termios.h>
+
+/* As Docker: a name without a tag or digest is told which tag it stands for. */
+static void
+say_default_tag (const char *refstr)
+{
+  cimg_error_t err = { 0 };
+  cleanup_ref struct cimg_ref *r = cimg_ref_parse_name (refstr, &err);
+  cimg_error_clear (&err);
+  if (r && r->tag == NULL && r->digest == NULL)
+    printf ("Using default tag: latest\n");
+}
 
 int
 cmd_pull (struct cli *c, int argc, char **argv)
@@ -52,6 +64,8 @@ cmd_pull (struct cli *c, int argc, char **argv)
   cleanup_store struct cimg_store *s = cli_open_store (c);
   if (s == NULL)
     return EXIT_FAIL;
+  if (!quiet)
+    say_default_tag (argv[optind]);
   o.progress = cimg_progress_new (stdout, quiet);
   struct cimg_pull_result res;
   cimg_error_t err = { 0 };
@@ -102,7 +116,10 @@ cmd_push (struct cli *c, int argc, char **argv)
   if (ref == NULL)
     return cli_fail (&err);
   if (!quiet)
-    printf ("The push refers to repository [%s/%s]\n", ref->domain, ref->path);
+    {
+      say_default_tag (dst);
+      printf ("The push refers to repository [%s/%s]\n", ref->domain, ref->path);
+    }
   struct cimg_progress *p = cimg_progress_new (stdout, quiet);
   char digest[CIMG_DIGEST_BUFSIZE];
   int rc = cimg_registry_push (s, argv[optind], n == 2 ? dst : NULL, p, digest, &err);
@@ -112,7 +129,8 @@ cmd_push (struct cli *c, int argc, char **argv)
   if (quiet)
     printf ("%s\n", digest);
   else
-    printf ("%s: digest: %s\n", ref->tag ? ref->tag : "latest", digest);
+    printf ("%s: digest: %s size: %" PRId64 "\n", ref->tag ? ref->tag : "latest", digest,
+            cimg_store_blob_size (s, digest));
   return 0;
 }
 

@@ -504,14 +504,21 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       cleanup_free char *sc = xasprintf ("repository:%s:pull", from[i]);
       cimg_strv_append (&c->extra_scopes, sc);
     }
-  for (size_t i = 0; i < man.n_layers; i++)
+  /* As docker push prints them: every layer has its line at once, the top one first, named
+     by its diff_id (a pull names a layer by its blob's digest). */
+  cleanup_free char (*ids)[13] = xzalloc ((man.n_layers ? man.n_layers : 1) * sizeof *ids);
+  for (size_t k = 0; k < man.n_layers; k++)
     {
+      size_t i = man.n_layers - 1 - k;
+      snprintf (ids[i], sizeof ids[i], "%.12s", cimg_digest_hex (img->layers[i].diff_id));
+      cimg_progress_update (p, ids[i], "Preparing", 0, 0);
+    }
+  for (size_t k = 0; k < man.n_layers; k++)
+    {
+      size_t i = man.n_layers - 1 - k;
       const char *ld = mlayers[i].digest;
-      char id[13];
-      snprintf (id, sizeof id, "%.12s", cimg_digest_hex (ld));
-      cimg_progress_update (p, id, "Preparing", 0, 0);
       int64_t size = cimg_store_blob_size (s, ld);
-      if (push_blob (s, c, ld, size, from, p, id, err) < 0)
+      if (push_blob (s, c, ld, size, from, p, ids[i], err) < 0)
         return cimg_error_wrap (err, "push %s: layer %s", full, ld);
     }
   int64_t csize = cimg_store_blob_size (s, img->id);

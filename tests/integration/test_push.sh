@@ -68,9 +68,30 @@ assert_contains "$OUT" "7: digest: $(reg_digest bb:oci)" "the same digest"
 expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/other:7"
 assert_eq "$(jq -r .Digest <<<"$OUT")" "$(reg_digest bb:oci)" "skopeo reads it back"
 
+section "(c2) a name without a tag stands for latest, and says so (as Docker)"
+must cimg tag "$REGISTRY/bb:oci" "$REGISTRY2/plain"
+expect_ok cimg push "$REGISTRY2/plain"
+assert_eq "$(head -n 1 <<<"$OUT")" "Using default tag: latest" "push names the tag a bare name means"
+assert_contains "$OUT" "latest: digest: $(reg_digest bb:oci) size: $(reg_manifest bb:oci | wc -c)" \
+  "the digest line names latest, the digest and the manifest's size"
+expect_ok cimg pull "$REGISTRY2/plain"
+assert_eq "$(head -n 1 <<<"$OUT")" "Using default tag: latest" "pull names it too"
+assert_eq "$(tail -n 1 <<<"$OUT")" "$REGISTRY2/plain:latest" "and pulls latest"
+expect_ok cimg pull -q "$REGISTRY2/plain"
+assert_eq "$OUT" "$REGISTRY2/plain:latest" "-q prints only the reference"
+
 section "(d) three layers with whiteouts, and -q"
 expect_ok cimg push -q "$REGISTRY/ml:1" "$REGISTRY2/ml:1"
 assert_eq "$OUT" "$(reg_digest ml:1)" "-q prints only the digest, the original one"
+# As docker push prints them: a line per layer at once, the top one first, named by its
+# diff_id (skopeo reads the diff_ids from umoci's layout).
+expect_ok cimg push "$REGISTRY/ml:1" "$REGISTRY2/ml:2"
+mapfile -t top_first < <(skopeo inspect --config "oci:$TEST_TMP/ml:ml" |
+  jq -r '.rootfs.diff_ids | reverse | .[] | .[7:19]')
+assert_eq "$(sed -n 2,4p <<<"$OUT")" "${top_first[0]}: Preparing
+${top_first[1]}: Preparing
+${top_first[2]}: Preparing" "every layer has its line before any upload, the top layer first"
+assert_contains "$OUT" "${top_first[2]}: Layer already exists" "the base layer is named by its diff_id"
 assert_eq "$(unpacked_listing ml:1)" "$(rootfs_listing "$TEST_TMP/ml.expected")" \
   "umoci unpacks the rootfs umoci made (whiteouts and all)"
 
