@@ -780,11 +780,12 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
       = open_client (ref, reference, &top_bytes, &top_len, &top, top_mt, top_digest, err);
   if (c == NULL)
     return -1;
-  if (!ref->digest)
-    {
-      cleanup_free char *line = xasprintf ("Pulling from %s", ref->path);
-      cimg_progress_done (progress, ref->tag, line);
-    }
+  {
+    /* As Docker: "TAG: Pulling from REPO", and "NAME@DIGEST: Pulling from REPO" by digest. */
+    cleanup_free char *line = xasprintf ("Pulling from %s", ref->path);
+    cleanup_free char *what = ref->digest ? cimg_ref_string (ref) : xstrdup (ref->tag);
+    cimg_progress_done (progress, what, line);
+  }
 
   /* An index: the manifest of our platform. */
   cleanup_free char *m_bytes = NULL;

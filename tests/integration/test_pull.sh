@@ -173,6 +173,8 @@ root_f="$TEST_TMP/root-f"
 mdigest=$(reg_digest bb:oci)
 expect_ok cimg_in "$root_f" pull "$REGISTRY/bb@$mdigest"
 assert_eq "$(tail -n 1 <<<"$OUT")" "$REGISTRY/bb@$mdigest" "the last line is name@digest"
+assert_eq "$(head -n 1 <<<"$OUT")" "$REGISTRY/bb@$mdigest: Pulling from bb" \
+  "the first line names the digest pulled, as Docker's"
 expect_ok cimg_in "$root_f" inspect "$REGISTRY/bb@$mdigest"
 assert_eq "$(jq -r '.[0].Id' <<<"$OUT")" "$cfg" "the image is found by its repo digest"
 assert_eq "$(jq -c '.[0].RepoTags' <<<"$OUT")" "[]" "a pull by digest adds no tag"
