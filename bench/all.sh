@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/all.sh: every benchmark, then docs/benchmarks.md and docs/bench/*.png.
 #   bench/pull.sh   pull vs docker, podman, skopeo+umoci, the floor; pull curves
+#   bench/push.sh   push to an empty registry vs skopeo copy, podman push
 #   bench/run.sh    run --rm vs runc, docker, podman, the floor; run vs layer count
 #   bench/build.sh  build cold and cached vs docker's legacy builder, buildah --layers
 #   bench/store.sh  images vs docker, podman; images/tag/load-many curves; load vs the floor
@@ -18,7 +19,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$here/.." && pwd)
-ONLY="pull run build store ps lifecycle"
+ONLY="pull push run build store ps lifecycle"
 KEEP=0
 RENDER_ONLY=0
 while [ $# -gt 0 ]; do
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --render) RENDER_ONLY=1; shift ;;
-    *) echo "usage: $0 [--only \"pull run build store ps lifecycle\"] [--keep] [--render]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--only \"pull push run build store ps lifecycle\"] [--keep] [--render]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "bench/all.sh: needs root (containers, mounts, dockerd)" >&2; exit 1; }

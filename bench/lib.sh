@@ -4,7 +4,7 @@
 #   bench_init NAME      work dir $W under /var/tmp (a loop-mounted ext4 of its own), $CIMG,
 #                        $QUICK, $BENCH_RESULTS, the EXIT trap
 #   on_exit CMD          run CMD at exit (last registered runs first)
-#   start_registry       a docker-registry on a free loopback port: $REG (host:port)
+#   start_registry [NAME] a docker-registry on a free loopback port: $REG (host:port)
 #   push_layout DIR:TAG NAME:TAG   skopeo copy of an OCI layout into $REG
 #   docker_start         a private dockerd (own socket, data-root, exec-root; no iptables, no
 #                        bridge); sets DOCKER (argv prefix) or returns 1 with $PEER_WHY
@@ -124,14 +124,16 @@ peer() {
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# start_registry [NAME]: its storage is $W/NAME (default: registry), so that a second one (a
+# push's destination) keeps its blobs apart.
 REG=
 start_registry() {
-  local port
+  local port name=${1:-registry}
   port=$(free_port)
-  mkdir -p "$W/registry"
+  mkdir -p "$W/$name"
   printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' \
-    "$W/registry" "$port" >"$W/registry.yml"
-  docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
+    "$W/$name" "$port" >"$W/$name.yml"
+  docker-registry serve "$W/$name.yml" >"$W/$name.log" 2>&1 &
   local pid=$!
   on_exit "kill_pid $pid 5"
   REG=127.0.0.1:$port

@@ -278,7 +278,8 @@ def main():
         w("")
     w("## Head to head")
     w("")
-    for bench, title in (("pull", "Pull into an empty store"), ("run", "run --rm IMAGE /bin/true"),
+    for bench, title in (("pull", "Pull into an empty store"), ("push", "Push to an empty registry"),
+                         ("run", "run --rm IMAGE /bin/true"),
                          ("build", "Build"), ("images", "images"), ("ps", "ps"), ("load", "load"),
                          ("pull-rss", "Peak memory"), ("run-rss", "Peak memory"),
                          ("memory", "Memory of the per-container processes"),
