@@ -197,7 +197,8 @@ static const struct cli_command top_commands[] = {
     "  -q, --quiet                          Print only the reference\n" },
   { "push", cmd_push, "cimg push [OPTIONS] NAME[:TAG] [DESTINATION]",
     "Upload an image to a registry\n\nOptions:\n"
-    "  -q, --quiet   Print only the digest\n" },
+    "      --max-concurrent-uploads int   Layers uploaded at once (default 5)\n"
+    "  -q, --quiet                        Print only the digest\n" },
   { "login", cmd_login, "cimg login [OPTIONS] [SERVER]",
     "Log in to a registry (credentials are checked, then kept in ~/.docker/config.json)\n\n"
     "Options:\n  -p, --password string   Password\n      --password-stdin    Take the "

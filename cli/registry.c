@@ -7,6 +7,22 @@
 #include <string.h>
 #include <termios.h>
 
+/* --max-concurrent-downloads and -uploads: 1 to 64. */
+static int
+parse_concurrency (struct cli *c, const char *flag, const char *arg, int *out)
+{
+  char *end;
+  errno = 0;
+  long v = strtol (arg, &end, 10);
+  if (errno || *end || end == arg || v < 1 || v > 64)
+    {
+      cli_usage_error (c, "invalid %s \"%s\": 1 to 64", flag, arg);
+      return -1;
+    }
+  *out = (int)v;
+  return 0;
+}
+
 /* As Docker: a name without a tag or digest is told which tag it stands for. */
 static void
 say_default_tag (const char *refstr)
@@ -38,16 +54,9 @@ cmd_pull (struct cli *c, int argc, char **argv)
     switch (r)
       {
       case OPT_MAX:
-        {
-          char *end;
-          errno = 0;
-          long v = strtol (optarg, &end, 10);
-          if (errno || *end || end == optarg || v < 1 || v > 64)
-            return cli_usage_error (c, "invalid --max-concurrent-downloads \"%s\": 1 to 64",
-                                    optarg);
-          o.max_concurrent = (int)v;
-          break;
-        }
+        if (parse_concurrency (c, "--max-concurrent-downloads", optarg, &o.max_concurrent) < 0)
+          return EXIT_USAGE;
+        break;
       case OPT_PLATFORM:
         o.platform = optarg;
         break;
@@ -90,12 +99,24 @@ cmd_pull (struct cli *c, int argc, char **argv)
 int
 cmd_push (struct cli *c, int argc, char **argv)
 {
-  static const struct option longopts[] = { { "quiet", no_argument, NULL, 'q' }, { 0 } };
+  enum
+  {
+    OPT_MAX = 0x200,
+  };
+  static const struct option longopts[]
+      = { { "max-concurrent-uploads", required_argument, NULL, OPT_MAX },
+          { "quiet", no_argument, NULL, 'q' },
+          { 0 } };
   bool quiet = false;
+  int max = 0;
   int r;
   while ((r = cli_getopt (c, argc, argv, "q", longopts)) != -1)
     switch (r)
       {
+      case OPT_MAX:
+        if (parse_concurrency (c, "--max-concurrent-uploads", optarg, &max) < 0)
+          return EXIT_USAGE;
+        break;
       case 'q':
         quiet = true;
         break;
@@ -122,7 +143,7 @@ cmd_push (struct cli *c, int argc, char **argv)
     }
   struct cimg_progress *p = cimg_progress_new (stdout, quiet);
   char digest[CIMG_DIGEST_BUFSIZE];
-  int rc = cimg_registry_push (s, argv[optind], n == 2 ? dst : NULL, p, digest, &err);
+  int rc = cimg_registry_push (s, argv[optind], n == 2 ? dst : NULL, max, p, digest, &err);
   cimg_progress_free (p);
   if (rc < 0)
     return cli_fail (&err);

@@ -132,6 +132,47 @@ reg_client_free (struct reg_client *c)
   free (c);
 }
 
+static char *
+dup_or_null (const char *s)
+{
+  return s ? xstrdup (s) : NULL;
+}
+
+struct reg_client *
+reg_client_clone (const struct reg_client *c, cimg_error_t *err)
+{
+  struct reg_client *n = xzalloc (sizeof *n);
+  n->easy = curl_easy_init ();
+  if (n->easy == NULL)
+    {
+      free (n);
+      cimg_error_set (err, ENOMEM, "curl_easy_init failed");
+      return NULL;
+    }
+  n->domain = xstrdup (c->domain);
+  n->endpoint = xstrdup (c->endpoint);
+  n->repo = xstrdup (c->repo);
+  n->actions = xstrdup (c->actions);
+  for (size_t i = 0; c->extra_scopes && c->extra_scopes[i]; i++)
+    cimg_strv_append (&n->extra_scopes, c->extra_scopes[i]);
+  n->user = dup_or_null (c->user);
+  n->pass = dup_or_null (c->pass);
+  n->authz = dup_or_null (c->authz);
+  n->challenge = dup_or_null (c->challenge);
+  n->token_renew_ms = c->token_renew_ms;
+  n->chunk_size = c->chunk_size;
+  n->insecure = c->insecure;
+  n->http_fallback = c->http_fallback;
+  n->tls.dir = dup_or_null (c->tls.dir);
+  n->tls.ca_pem = c->tls.ca_pem ? xmemdup (c->tls.ca_pem, c->tls.ca_len) : NULL;
+  n->tls.ca_len = c->tls.ca_len;
+  n->tls.client_cert = dup_or_null (c->tls.client_cert);
+  n->tls.client_key = dup_or_null (c->tls.client_key);
+  n->retries = c->retries;
+  n->backoff_ms = c->backoff_ms;
+  return n;
+}
+
 void
 reg_client_freep (struct reg_client **c)
 {

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <string.h>
 
 /* Location of an upload session: absolute, or relative to the endpoint. */
@@ -426,6 +427,103 @@ push_blob (struct cimg_store *s, struct reg_client *c, const char *digest, int64
     }
 }
 
+/* The layers' uploads, several at once: each worker takes the next layer not yet taken, with
+   a client of its own (a connection and a token each; libcurl's handles are not shared
+   between threads). The first failure stops the others from taking more. */
+struct upload_pool
+{
+  pthread_mutex_t mu;
+  struct cimg_store *s;
+  struct reg_client *base;
+  const struct reg_descriptor *layers;
+  char (*ids)[13];
+  size_t n, next; /* layers are taken top first: next counts down from n */
+  char *const *from;
+  struct cimg_progress *p;
+  bool failed;
+  size_t failed_layer;
+  cimg_error_t err;
+};
+
+/* The next layer to upload, or false when none is left or one failed. */
+static bool
+take_layer (struct upload_pool *u, size_t *i)
+{
+  pthread_mutex_lock (&u->mu);
+  bool ok = !u->failed && u->next > 0;
+  if (ok)
+    *i = --u->next;
+  pthread_mutex_unlock (&u->mu);
+  return ok;
+}
+
+static void
+fail_layer (struct upload_pool *u, size_t i, cimg_error_t *err)
+{
+  pthread_mutex_lock (&u->mu);
+  if (!u->failed)
+    {
+      u->failed = true;
+      u->failed_layer = i;
+      u->err = *err;
+      *err = (cimg_error_t){ 0 };
+    }
+  pthread_mutex_unlock (&u->mu);
+  cimg_error_clear (err);
+}
+
+static void
+upload_layers (struct upload_pool *u, struct reg_client *c)
+{
+  size_t i;
+  while (take_layer (u, &i))
+    {
+      cimg_error_t err = { 0 };
+      const char *ld = u->layers[i].digest;
+      if (push_blob (u->s, c, ld, cimg_store_blob_size (u->s, ld), u->from, u->p, u->ids[i], &err)
+          < 0)
+        fail_layer (u, i, &err);
+    }
+}
+
+static void *
+upload_worker (void *data)
+{
+  struct upload_pool *u = data;
+  cimg_error_t err = { 0 };
+  cleanup_client struct reg_client *c = reg_client_clone (u->base, &err);
+  if (c == NULL)
+    fail_layer (u, u->n, &err);
+  else
+    upload_layers (u, c);
+  return NULL;
+}
+
+/* Upload the layers with at most max at once (the calling thread is one of them). */
+static int
+push_layers (struct upload_pool *u, int max, cimg_error_t *err)
+{
+  pthread_mutex_init (&u->mu, NULL);
+  size_t want = u->n < (size_t)(max > 0 ? max : 1) ? u->n : (size_t)(max > 0 ? max : 1);
+  pthread_t *tids = xzalloc ((want ? want : 1) * sizeof *tids);
+  size_t started = 0;
+  for (size_t k = 1; k < want; k++)
+    {
+      if (pthread_create (&tids[started], NULL, upload_worker, u) != 0)
+        break; /* fewer at once: the others take what is left */
+      started++;
+    }
+  upload_layers (u, u->base);
+  for (size_t k = 0; k < started; k++)
+    pthread_join (tids[k], NULL);
+  free (tids);
+  pthread_mutex_destroy (&u->mu);
+  if (!u->failed)
+    return 0;
+  *err = u->err;
+  return -1;
+}
+
 /* Repositories of the same registry this image came from or went to, for mounts. */
 static char **
 sibling_repos (const struct cimg_image *img, const struct cimg_ref *dst)
@@ -446,8 +544,9 @@ sibling_repos (const struct cimg_image *img, const struct cimg_ref *dst)
 }
 
 int
-cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, struct cimg_progress *p,
-                    char digest_out[CIMG_DIGEST_BUFSIZE], cimg_error_t *err)
+cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int max_concurrent,
+                    struct cimg_progress *p, char digest_out[CIMG_DIGEST_BUFSIZE],
+                    cimg_error_t *err)
 {
   cleanup_image struct cimg_image *img = cimg_store_find_image (s, src, err);
   if (img == NULL)
@@ -504,6 +603,13 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       cleanup_free char *sc = xasprintf ("repository:%s:pull", from[i]);
       cimg_strv_append (&c->extra_scopes, sc);
     }
+  /* The config first: its requests settle the endpoint (TLS or plain HTTP) and the token that
+     the layers' uploaders then start with. */
+  int64_t csize = cimg_store_blob_size (s, img->id);
+  char cid[13];
+  snprintf (cid, sizeof cid, "%.12s", cimg_digest_hex (img->id));
+  if (push_blob (s, c, img->id, csize, from, NULL, cid, err) < 0)
+    return cimg_error_wrap (err, "push %s: config %s", full, img->id);
   /* As docker push prints them: every layer has its line at once, the top one first, named
      by its diff_id (a pull names a layer by its blob's digest). */
   cleanup_free char (*ids)[13] = xzalloc ((man.n_layers ? man.n_layers : 1) * sizeof *ids);
@@ -513,19 +619,20 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, stru
       snprintf (ids[i], sizeof ids[i], "%.12s", cimg_digest_hex (img->layers[i].diff_id));
       cimg_progress_update (p, ids[i], "Preparing", 0, 0);
     }
-  for (size_t k = 0; k < man.n_layers; k++)
+  struct upload_pool u = { .s = s,
+                           .base = c,
+                           .layers = mlayers,
+                           .ids = ids,
+                           .n = man.n_layers,
+                           .next = man.n_layers,
+                           .from = from,
+                           .p = p };
+  if (push_layers (&u, max_concurrent > 0 ? max_concurrent : 5, err) < 0)
     {
-      size_t i = man.n_layers - 1 - k;
-      const char *ld = mlayers[i].digest;
-      int64_t size = cimg_store_blob_size (s, ld);
-      if (push_blob (s, c, ld, size, from, p, ids[i], err) < 0)
-        return cimg_error_wrap (err, "push %s: layer %s", full, ld);
+      if (u.failed_layer < man.n_layers)
+        return cimg_error_wrap (err, "push %s: layer %s", full, mlayers[u.failed_layer].digest);
+      return cimg_error_wrap (err, "push %s", full);
     }
-  int64_t csize = cimg_store_blob_size (s, img->id);
-  char cid[13];
-  snprintf (cid, sizeof cid, "%.12s", cimg_digest_hex (img->id));
-  if (push_blob (s, c, img->id, csize, from, NULL, cid, err) < 0)
-    return cimg_error_wrap (err, "push %s: config %s", full, img->id);
 
   cleanup_free char *url = reg_client_url (c, "manifests/%s", ref->tag);
   struct reg_response r = { 0 };

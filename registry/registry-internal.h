@@ -179,6 +179,9 @@ struct reg_client
 /* A client for domain/repo. Credentials are looked up (config.json, helpers) here. */
 struct reg_client *reg_client_new (const char *domain, const char *repo, const char *actions,
                                    cimg_error_t *err);
+/* Another client for the same registry and repository, with c's endpoint, credentials and
+   token, and a connection of its own: for requests made from another thread. */
+struct reg_client *reg_client_clone (const struct reg_client *c, cimg_error_t *err);
 void reg_client_free (struct reg_client *c);
 void reg_client_freep (struct reg_client **c);
 #define cleanup_client __attribute__ ((cleanup (reg_client_freep)))

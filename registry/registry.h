@@ -29,8 +29,9 @@ int cimg_registry_pull (struct cimg_store *s, const char *ref, const struct cimg
 
 /* Push the image named src to dst (dst NULL: to src's own name). Blobs the registry has are
    skipped, blobs in another repository of the same registry are mounted, then the manifest is
-   put byte for byte as stored. digest_out (may be NULL) receives the manifest digest. */
-int cimg_registry_push (struct cimg_store *s, const char *src, const char *dst,
+   put byte for byte as stored. At most max_concurrent layers go up at once (<= 0: 5, as
+   Docker's max-concurrent-uploads). digest_out (may be NULL) receives the manifest digest. */
+int cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int max_concurrent,
                         struct cimg_progress *progress, char digest_out[CIMG_DIGEST_BUFSIZE],
                         cimg_error_t *err);
 

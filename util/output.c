@@ -1,5 +1,7 @@
 #include "util/util.h"
 
+#include <pthread.h>
+
 #include <string.h>
 #include <time.h>
 
@@ -109,6 +111,8 @@ cimg_now (void)
 
 struct cimg_progress
 {
+  /* A push's uploads report from threads of their own: one line is written at a time. */
+  pthread_mutex_t mu;
   FILE *out;
   bool tty, quiet;
   char **ids;
@@ -119,6 +123,7 @@ struct cimg_progress *
 cimg_progress_new (FILE *out, bool quiet)
 {
   struct cimg_progress *p = xzalloc (sizeof *p);
+  pthread_mutex_init (&p->mu, NULL);
   p->out = out;
   p->quiet = quiet || out == NULL;
   p->tty = out && isatty (fileno (out));
@@ -156,12 +161,10 @@ print_line (struct cimg_progress *p, size_t i, const char *text)
   fflush (p->out);
 }
 
-void
-cimg_progress_update (struct cimg_progress *p, const char *id, const char *action, int64_t done,
-                      int64_t total)
+static void
+update_locked (struct cimg_progress *p, const char *id, const char *action, int64_t done,
+               int64_t total)
 {
-  if (p == NULL || p->quiet)
-    return;
   size_t i = line_of (p, id);
   char text[256];
   if (!p->tty)
@@ -193,16 +196,29 @@ cimg_progress_update (struct cimg_progress *p, const char *id, const char *actio
 }
 
 void
+cimg_progress_update (struct cimg_progress *p, const char *id, const char *action, int64_t done,
+                      int64_t total)
+{
+  if (p == NULL || p->quiet)
+    return;
+  pthread_mutex_lock (&p->mu);
+  update_locked (p, id, action, done, total);
+  pthread_mutex_unlock (&p->mu);
+}
+
+void
 cimg_progress_done (struct cimg_progress *p, const char *id, const char *action)
 {
   if (p == NULL || p->quiet)
     return;
+  pthread_mutex_lock (&p->mu);
   size_t i = line_of (p, id);
   char text[256];
   snprintf (text, sizeof text, "%s: %s", id, action);
   free (p->last_action[i]);
   p->last_action[i] = xstrdup (action);
   print_line (p, i, text);
+  pthread_mutex_unlock (&p->mu);
 }
 
 void
@@ -212,5 +228,6 @@ cimg_progress_free (struct cimg_progress *p)
     return;
   cimg_strv_free (p->ids);
   cimg_strv_free (p->last_action);
+  pthread_mutex_destroy (&p->mu);
   free (p);
 }

@@ -269,6 +269,49 @@ assert_eq "$(cimg_in "$root_x" inspect "$PROXY/failing:1" |
 assert_store_clean "$root_x"
 echo '[]' >"$RULES"
 
+section "(h5) layers go up in parallel, up to --max-concurrent-uploads"
+# The registry holds its answer to the top layer's HEAD for 2 s: with 3 uploads at once the
+# other layers are asked for while it waits, with 1 only after it.
+root_p="$TEST_TMP/root-par"
+must cimg_in "$root_p" pull "$REGISTRY/ml:1"
+top=$(reg_manifest ml:1 | jq -r '.layers[2].digest')
+mlcfg=$(reg_manifest ml:1 | jq -r .config.digest)
+for n in 3 1; do
+  must cimg_in "$root_p" tag "$REGISTRY/ml:1" "$PROXY/par$n:1"
+  printf '%s' "[{\"path\": \"/blobs/$top\", \"method\": \"HEAD\", \"action\": \"delay:2\"}]" >"$RULES"
+  : >"$PLOG"
+  expect_ok cimg_in "$root_p" push --max-concurrent-uploads "$n" "$PROXY/par$n:1"
+  spread=$(grep "^HEAD /v2/par$n/blobs/" "$PLOG" | grep -v "$mlcfg" | sed 's/.* t=//' |
+    awk 'NR == 1 {min = $1} {max = $1} END {printf "%d", (max - min) * 1000}')
+  if [ "$n" -eq 3 ]; then
+    assert_lt "$spread" 1000 "with 3 uploads, every layer is asked for at once (${spread} ms apart)"
+  else
+    assert_lt 2000 "$spread" "with 1 upload, the layers are asked for one after the other (${spread} ms)"
+  fi
+  assert_eq "$(grep "^HEAD /v2/par$n/blobs/" "$PLOG" | grep -vc "$mlcfg")" 3 \
+    "three layers asked for (max $n)"
+  expect_ok skopeo inspect --tls-verify=false "docker://$REGISTRY2/par$n:1"
+  assert_eq "$(jq -r .Digest <<<"$OUT")" "$(reg_digest ml:1)" "the push landed, digest for digest (max $n)"
+done
+# One upload refused while the others go on: the push fails naming that layer, records nothing.
+# (A store of its own: in root_p the image is known in par3 and par1, so its blobs are mounted.)
+mid=$(reg_manifest ml:1 | jq -r '.layers[1].digest')
+root_pf="$TEST_TMP/root-parfail"
+must cimg_in "$root_pf" pull "$REGISTRY/ml:1"
+must cimg_in "$root_pf" tag "$REGISTRY/ml:1" "$PROXY/parfail:1"
+printf '%s' "[{\"path\": \"digest=$mid\", \"method\": \"PUT\", \"action\": \"status:400\"}]" >"$RULES"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_pf" push --max-concurrent-uploads 3 "$PROXY/parfail:1"
+assert_contains "$ERR" "layer $mid" "the error names the layer whose upload failed"
+assert_contains "$ERR" "400" "and the status"
+assert_eq "$(cimg_in "$root_pf" inspect "$PROXY/parfail:1" |
+  jq --arg p "$PROXY/parfail@" '[.[0].RepoDigests[] | select(startswith($p))] | length')" \
+  0 "the failed push records no repo digest"
+echo '[]' >"$RULES"
+expect_fail "$CIMG_USAGE_CODE" cimg_in "$root_p" push --max-concurrent-uploads 0 "$PROXY/par1:1"
+assert_contains "$ERR" "--max-concurrent-uploads" "a bad count is refused, naming the flag"
+assert_store_clean "$root_p"
+assert_store_clean "$root_pf"
+
 section "(i) a pull that finds its layer already in the store fetches only the missing blob"
 # The layer comes first from a docker-archive (uncompressed, as docker save writes it); the
 # registry's manifest names the gzip blob of the same layer. The pull must fetch that blob
