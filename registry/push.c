@@ -486,37 +486,56 @@ upload_layers (struct upload_pool *u, struct reg_client *c)
     }
 }
 
+struct uploader
+{
+  struct upload_pool *u;
+  struct reg_client *c;
+  pthread_t tid;
+};
+
 static void *
 upload_worker (void *data)
 {
-  struct upload_pool *u = data;
-  cimg_error_t err = { 0 };
-  cleanup_client struct reg_client *c = reg_client_clone (u->base, &err);
-  if (c == NULL)
-    fail_layer (u, u->n, &err);
-  else
-    upload_layers (u, c);
+  struct uploader *w = data;
+  upload_layers (w->u, w->c);
   return NULL;
 }
 
-/* Upload the layers with at most max at once (the calling thread is one of them). */
+/* Upload the layers with at most max (>= 1) at once, the calling thread being one of them with
+   the base client. The other threads' clients are copied from it here, before this thread
+   uploads with it: from then on it may renew the base client's token, which a copy made at the
+   same time would read half-replaced. */
 static int
-push_layers (struct upload_pool *u, int max, cimg_error_t *err)
+push_layers (struct upload_pool *u, size_t max, cimg_error_t *err)
 {
   pthread_mutex_init (&u->mu, NULL);
-  size_t want = u->n < (size_t)(max > 0 ? max : 1) ? u->n : (size_t)(max > 0 ? max : 1);
-  pthread_t *tids = xzalloc ((want ? want : 1) * sizeof *tids);
+  size_t more = (u->n < max ? u->n : max);
+  more = more > 0 ? more - 1 : 0;
+  struct uploader *w = xzalloc ((more ? more : 1) * sizeof *w);
   size_t started = 0;
-  for (size_t k = 1; k < want; k++)
+  for (size_t k = 0; k < more; k++)
     {
-      if (pthread_create (&tids[started], NULL, upload_worker, u) != 0)
-        break; /* fewer at once: the others take what is left */
+      cimg_error_t cerr = { 0 };
+      w[started].u = u;
+      w[started].c = reg_client_clone (u->base, &cerr);
+      cimg_error_clear (&cerr);
+      /* Either failing leaves fewer uploads at once: the others take what is left. */
+      if (w[started].c == NULL)
+        break;
+      if (pthread_create (&w[started].tid, NULL, upload_worker, &w[started]) != 0)
+        {
+          reg_client_free (w[started].c);
+          break;
+        }
       started++;
     }
   upload_layers (u, u->base);
   for (size_t k = 0; k < started; k++)
-    pthread_join (tids[k], NULL);
-  free (tids);
+    {
+      pthread_join (w[k].tid, NULL);
+      reg_client_free (w[k].c);
+    }
+  free (w);
   pthread_mutex_destroy (&u->mu);
   if (!u->failed)
     return 0;
@@ -627,12 +646,8 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int 
                            .next = man.n_layers,
                            .from = from,
                            .p = p };
-  if (push_layers (&u, max_concurrent > 0 ? max_concurrent : 5, err) < 0)
-    {
-      if (u.failed_layer < man.n_layers)
-        return cimg_error_wrap (err, "push %s: layer %s", full, mlayers[u.failed_layer].digest);
-      return cimg_error_wrap (err, "push %s", full);
-    }
+  if (push_layers (&u, max_concurrent > 0 ? (size_t)max_concurrent : 5, err) < 0)
+    return cimg_error_wrap (err, "push %s: layer %s", full, mlayers[u.failed_layer].digest);
 
   cleanup_free char *url = reg_client_url (c, "manifests/%s", ref->tag);
   struct reg_response r = { 0 };

@@ -1,7 +1,6 @@
 #include "util/util.h"
 
 #include <pthread.h>
-
 #include <string.h>
 #include <time.h>
 
