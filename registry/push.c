@@ -638,6 +638,10 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int 
       snprintf (ids[i], sizeof ids[i], "%.12s", cimg_digest_hex (img->layers[i].diff_id));
       cimg_progress_update (p, ids[i], "Preparing", 0, 0);
     }
+  size_t max = max_concurrent > 0 ? (size_t)max_concurrent : 5;
+  /* Layers go top first: those below the first max wait for an upload to end. */
+  for (size_t k = max; k < man.n_layers; k++)
+    cimg_progress_done (p, ids[man.n_layers - 1 - k], "Waiting");
   struct upload_pool u = { .s = s,
                            .base = c,
                            .layers = mlayers,
@@ -646,7 +650,7 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int 
                            .next = man.n_layers,
                            .from = from,
                            .p = p };
-  if (push_layers (&u, max_concurrent > 0 ? (size_t)max_concurrent : 5, err) < 0)
+  if (push_layers (&u, max, err) < 0)
     return cimg_error_wrap (err, "push %s: layer %s", full, mlayers[u.failed_layer].digest);
 
   cleanup_free char *url = reg_client_url (c, "manifests/%s", ref->tag);

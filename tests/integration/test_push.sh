@@ -285,8 +285,11 @@ for n in 3 1; do
     awk 'NR == 1 {min = $1} {max = $1} END {printf "%d", (max - min) * 1000}')
   if [ "$n" -eq 3 ]; then
     assert_lt "$spread" 1000 "with 3 uploads, every layer is asked for at once (${spread} ms apart)"
+    assert_not_contains "$OUT" "Waiting" "no layer waits"
   else
     assert_lt 2000 "$spread" "with 1 upload, the layers are asked for one after the other (${spread} ms)"
+    assert_eq "$(grep -c ': Waiting$' <<<"$OUT")" 2 "the two layers below the top one say Waiting"
+    assert_not_contains "$OUT" "${top_first[0]}: Waiting" "the top layer, first up, does not"
   fi
   assert_eq "$(grep "^HEAD /v2/par$n/blobs/" "$PLOG" | grep -vc "$mlcfg")" 3 \
     "three layers asked for (max $n)"
