@@ -784,7 +784,7 @@ do_pull (struct cimg_store *s, struct cimg_ref *ref, const struct cimg_pull_opts
     /* As Docker: "TAG: Pulling from REPO", and "NAME@DIGEST: Pulling from REPO" by digest. */
     cleanup_free char *line = xasprintf ("Pulling from %s", ref->path);
     cleanup_free char *what = ref->digest ? cimg_ref_string (ref) : xstrdup (ref->tag);
-    cimg_progress_done (progress, what, line);
+    cimg_progress_note (progress, what, line);
   }
 
   /* An index: the manifest of our platform. */

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 void
@@ -114,6 +115,7 @@ struct cimg_progress
   pthread_mutex_t mu;
   FILE *out;
   bool tty, quiet;
+  int cols; /* the terminal's width; 0 when it does not say */
   char **ids;
   char **last_action;
 };
@@ -126,6 +128,9 @@ cimg_progress_new (FILE *out, bool quiet)
   p->out = out;
   p->quiet = quiet || out == NULL;
   p->tty = out && isatty (fileno (out));
+  struct winsize ws;
+  if (p->tty && ioctl (fileno (out), TIOCGWINSZ, &ws) == 0)
+    p->cols = ws.ws_col;
   return p;
 }
 
@@ -154,9 +159,14 @@ print_line (struct cimg_progress *p, size_t i, const char *text)
       fflush (p->out);
       return;
     }
-  /* Move up to the line of this id, rewrite it, and come back down. */
+  /* Move up to the line of this id, rewrite it, and come back down. That counts one row a
+     line: a line as wide as the terminal would wrap onto a second row and every move after it
+     would land one row off, so it is cut short of the last column. */
+  int n = (int)strlen (text);
+  if (p->cols > 0 && n >= p->cols)
+    n = p->cols - 1;
   size_t up = cimg_strv_len (p->ids) - i;
-  fprintf (p->out, "\033[%zuA\r\033[2K%s\033[%zuB\r", up, text, up);
+  fprintf (p->out, "\033[%zuA\r\033[2K%.*s\033[%zuB\r", up, n, text, up);
   fflush (p->out);
 }
 
@@ -179,7 +189,8 @@ update_locked (struct cimg_progress *p, const char *id, const char *action, int6
     }
   char a[32], b[32], bar[52];
   cimg_human_size (done, a, sizeof a);
-  if (total > 0)
+  /* As Docker: the bar only where the terminal is wider than 110 columns (or does not say). */
+  if (total > 0 && (p->cols == 0 || p->cols > 110))
     {
       int w = (int)(50 * (done > total ? total : done) / total);
       memset (bar, '=', (size_t)w);
@@ -189,9 +200,25 @@ update_locked (struct cimg_progress *p, const char *id, const char *action, int6
       cimg_human_size (total, b, sizeof b);
       snprintf (text, sizeof text, "%s: %-12s [%s] %s/%s", id, action, bar, a, b);
     }
+  else if (total > 0)
+    {
+      cimg_human_size (total, b, sizeof b);
+      snprintf (text, sizeof text, "%s: %-12s %s/%s", id, action, a, b);
+    }
   else
     snprintf (text, sizeof text, "%s: %-12s %s", id, action, a);
   print_line (p, i, text);
+}
+
+void
+cimg_progress_note (struct cimg_progress *p, const char *id, const char *text)
+{
+  if (p == NULL || p->quiet)
+    return;
+  pthread_mutex_lock (&p->mu);
+  fprintf (p->out, "%s: %s\n", id, text);
+  fflush (p->out);
+  pthread_mutex_unlock (&p->mu);
 }
 
 void

@@ -205,6 +205,10 @@ struct cimg_progress *cimg_progress_new (FILE *out, bool quiet);
 void cimg_progress_update (struct cimg_progress *p, const char *id, const char *action,
                            int64_t done, int64_t total);
 void cimg_progress_done (struct cimg_progress *p, const char *id, const char *action);
+/* A line "id: text" printed once and never rewritten, so it may be wider than the terminal.
+   Only before the first line of cimg_progress_update/done: on a TTY those are found again by
+   counting rows up from the bottom, which a line printed after them would upset. */
+void cimg_progress_note (struct cimg_progress *p, const char *id, const char *text);
 void cimg_progress_free (struct cimg_progress *p);
 
 #endif

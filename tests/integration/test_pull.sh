@@ -183,6 +183,32 @@ expect_fail "$CIMG_ERR_CODE" cimg_in "$root_f" pull "$REGISTRY/bb@$wrong"
 assert_contains "$ERR" "not found" "an unknown digest is not found"
 assert_store_clean "$root_f"
 
+section "(f2) on a terminal: each layer's line rewritten in place, within the terminal's width"
+# script(1) gives cimg a terminal of COLS columns; term_screen.py shows what is left on it.
+# Docker draws the bar only on terminals wider than 110 columns; a line that wrapped would make
+# every later rewrite land a row off.
+root_k="$TEST_TMP/root-k"
+for cols in 80 150; do
+  rm -rf "$root_k"
+  run script -qec "stty cols $cols rows 50; $CIMG --root $root_k pull --max-concurrent-downloads 2 $REGISTRY/ml:1" /dev/null
+  assert_eq "$RC" 0 "the pull on a $cols-column terminal succeeds"
+  assert_eq "$(python3 "$CIMG_SRC/tests/integration/term_screen.py" --cols "$cols" <<<"$OUT")" \
+    "1: Pulling from ml
+${ids[0]}: Pull complete
+${ids[1]}: Pull complete
+${ids[2]}: Pull complete
+Digest: $(reg_digest ml:1)
+Status: Downloaded newer image for $REGISTRY/ml:1
+$REGISTRY/ml:1" "the screen ends with one line a layer ($cols columns)"
+  if [ "$cols" -eq 80 ]; then
+    assert_not_contains "$OUT" "Downloading  [" "no bar on $cols columns"
+    assert_match "$OUT" "Downloading +[0-9.]+[kMG]?B/[0-9.]+[kMG]?B" "the byte counts instead"
+  else
+    assert_match "$OUT" "Downloading +\\[[=>]" "a bar on $cols columns"
+  fi
+done
+assert_store_clean "$root_k"
+
 section "(h) one image through three manifests, pulled at once"
 # bb:oci, bb:v2s2 and bb:zstd share one config: three pulls racing into one store keep all
 # three manifests (each tag shows the digest it was pulled with), and the layer is unpacked

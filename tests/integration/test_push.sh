@@ -315,6 +315,23 @@ assert_contains "$ERR" "--max-concurrent-uploads" "a bad count is refused, namin
 assert_store_clean "$root_p"
 assert_store_clean "$root_pf"
 
+section "(h6) on a terminal: three uploads at once, each on its own line"
+# Three threads rewrite their lines at once on an 80-column terminal (script(1)); what is left
+# on it (term_screen.py) is one line a layer, top first. A fresh store: no repository of
+# $REGISTRY2 is known to it, so every layer is uploaded.
+root_tty="$TEST_TMP/root-tty"
+must cimg_in "$root_tty" pull "$REGISTRY/ml:1"
+run script -qec "stty cols 80 rows 50; $CIMG --root $root_tty push --max-concurrent-uploads 3 $REGISTRY/ml:1 $REGISTRY2/tty:1" /dev/null
+assert_eq "$RC" 0 "the push on a terminal succeeds"
+screen=$(python3 "$CIMG_SRC/tests/integration/term_screen.py" --cols 80 <<<"$OUT")
+assert_eq "$(head -n 4 <<<"$screen")" "The push refers to repository [$REGISTRY2/tty]
+${top_first[0]}: Pushed
+${top_first[1]}: Pushed
+${top_first[2]}: Pushed" "the screen ends with one line a layer, each Pushed"
+assert_contains "$(tr -d '\r\n' <<<"$OUT")" "1: digest: $(reg_digest ml:1) size: $(reg_manifest ml:1 | wc -c)" \
+  "then the digest line"
+assert_store_clean "$root_tty"
+
 section "(i) a pull that finds its layer already in the store fetches only the missing blob"
 # The layer comes first from a docker-archive (uncompressed, as docker save writes it); the
 # registry's manifest names the gzip blob of the same layer. The pull must fetch that blob
