@@ -5,6 +5,7 @@
 #                        $QUICK, $BENCH_RESULTS, the EXIT trap
 #   on_exit CMD          run CMD at exit (last registered runs first)
 #   start_registry [NAME] a docker-registry on a free loopback port: $REG (host:port)
+#   make_pull_images     big:1 and five:1 there (pull.sh's and push.sh's images)
 #   push_layout DIR:TAG NAME:TAG   skopeo copy of an OCI layout into $REG
 #   docker_start         a private dockerd (own socket, data-root, exec-root; no iptables, no
 #                        bridge); sets DOCKER (argv prefix) or returns 1 with $PEER_WHY
@@ -147,6 +148,19 @@ start_registry() {
 
 push_layout() {
   skopeo copy --quiet --dest-tls-verify=false "oci:$1" "docker://$REG/$2" >/dev/null
+}
+
+# make_pull_images: the two images bench/pull.sh and bench/push.sh time (bench/mkimage.py: host
+# files from /usr, gzip -6), big (one ~100 MB-gzip layer) and five (five layers of ~20 MB), in
+# the layout $W/oci and pushed to $REG as big:1 and five:1. Small with BENCH_QUICK=1.
+make_pull_images() {
+  local big=240 five=50
+  [ "$QUICK" = 1 ] && big=40 five=8
+  echo "# making the images (bench/mkimage.py) …"
+  python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag big "usr:$big"
+  python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag five "usr:$five" "usr:$five" "usr:$five" "usr:$five" "usr:$five"
+  push_layout "$W/oci:big" big:1
+  push_layout "$W/oci:five" five:1
 }
 
 # The parent cgroups a peer creates on first use (docker/, libpod_parent/ under each controller):

@@ -33,12 +33,7 @@ bench_init pull
 need docker-registry skopeo umoci curl jq gzip tar
 start_registry
 
-if [ "$QUICK" = 1 ]; then BIG=40 FIVE=8; else BIG=240 FIVE=50; fi
-echo "# making the images (bench/mkimage.py) …"
-python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag big "usr:$BIG"
-python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag five usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE
-push_layout "$W/oci:big" big:1
-push_layout "$W/oci:five" five:1
+make_pull_images
 
 # The blobs of REPO:TAG as the registry serves them, for the floor.
 blobs_of() {

@@ -32,12 +32,7 @@ start_registry dst
 DST=$REG
 REG=$SRC
 
-if [ "$QUICK" = 1 ]; then BIG=40 FIVE=8; else BIG=240 FIVE=50; fi
-echo "# making the images (bench/mkimage.py) …"
-python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag big "usr:$BIG"
-python3 "$BENCH_DIR/mkimage.py" --layout "$W/oci" --tag five usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE usr:$FIVE
-push_layout "$W/oci:big" big:1
-push_layout "$W/oci:five" five:1
+make_pull_images
 "$CIMG" --root "$W/store" pull -q "$SRC/big:1" >/dev/null
 "$CIMG" --root "$W/store" pull -q "$SRC/five:1" >/dev/null
 
