@@ -66,7 +66,7 @@ size_of() {
 }
 
 # Every side must really upload: after an emptied destination, cimg's own lines say so.
-sh -c "rm -rf --one-file-system $W/dst/docker"
+rm -rf --one-file-system "$W/dst/docker"
 if "$CIMG" --root "$W/store" push "$SRC/five:1" "$DST/five:1" | grep -q "Layer already exists\|Mounted from"; then
   echo "bench/push.sh: the emptied destination still had blobs" >&2
   exit 1

@@ -509,8 +509,12 @@ static int
 push_layers (struct upload_pool *u, size_t max, cimg_error_t *err)
 {
   pthread_mutex_init (&u->mu, NULL);
-  size_t more = (u->n < max ? u->n : max);
-  more = more > 0 ? more - 1 : 0;
+  u->next = u->n;
+  size_t at_once = u->n < max ? u->n : max;
+  /* Layers are taken top first: those below the first at_once wait for an upload to end. */
+  for (size_t k = at_once; k < u->n; k++)
+    cimg_progress_done (u->p, u->ids[u->n - 1 - k], "Waiting");
+  size_t more = at_once > 0 ? at_once - 1 : 0;
   struct uploader *w = xzalloc ((more ? more : 1) * sizeof *w);
   size_t started = 0;
   for (size_t k = 0; k < more; k++)
@@ -638,19 +642,10 @@ cimg_registry_push (struct cimg_store *s, const char *src, const char *dst, int 
       snprintf (ids[i], sizeof ids[i], "%.12s", cimg_digest_hex (img->layers[i].diff_id));
       cimg_progress_update (p, ids[i], "Preparing", 0, 0);
     }
-  size_t max = max_concurrent > 0 ? (size_t)max_concurrent : 5;
-  /* Layers go top first: those below the first max wait for an upload to end. */
-  for (size_t k = max; k < man.n_layers; k++)
-    cimg_progress_done (p, ids[man.n_layers - 1 - k], "Waiting");
-  struct upload_pool u = { .s = s,
-                           .base = c,
-                           .layers = mlayers,
-                           .ids = ids,
-                           .n = man.n_layers,
-                           .next = man.n_layers,
-                           .from = from,
-                           .p = p };
-  if (push_layers (&u, max, err) < 0)
+  struct upload_pool u = {
+    .s = s, .base = c, .layers = mlayers, .ids = ids, .n = man.n_layers, .from = from, .p = p
+  };
+  if (push_layers (&u, max_concurrent > 0 ? (size_t)max_concurrent : 5, err) < 0)
     return cimg_error_wrap (err, "push %s: layer %s", full, mlayers[u.failed_layer].digest);
 
   cleanup_free char *url = reg_client_url (c, "manifests/%s", ref->tag);

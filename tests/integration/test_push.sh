@@ -309,6 +309,14 @@ assert_contains "$ERR" "400" "and the status"
 assert_eq "$(cimg_in "$root_pf" inspect "$PROXY/parfail:1" |
   jq --arg p "$PROXY/parfail@" '[.[0].RepoDigests[] | select(startswith($p))] | length')" \
   0 "the failed push records no repo digest"
+# One at a time, top first: after the middle layer fails, the base layer is never started.
+base=$(reg_manifest ml:1 | jq -r '.layers[0].digest')
+must cimg_in "$root_pf" tag "$REGISTRY/ml:1" "$PROXY/parfail1:1"
+: >"$PLOG"
+expect_fail "$CIMG_ERR_CODE" cimg_in "$root_pf" push --max-concurrent-uploads 1 "$PROXY/parfail1:1"
+assert_contains "$ERR" "layer $mid" "one at a time, the error names the middle layer"
+assert_eq "$(grep -c "^HEAD /v2/parfail1/blobs/$base " "$PLOG")" 0 \
+  "a failed layer stops the uploads not yet started"
 echo '[]' >"$RULES"
 expect_fail "$CIMG_USAGE_CODE" cimg_in "$root_p" push --max-concurrent-uploads 0 "$PROXY/par1:1"
 assert_contains "$ERR" "--max-concurrent-uploads" "a bad count is refused, naming the flag"
